@@ -1,0 +1,58 @@
+#include <filesystem>
+
+#include "mot/cli/commands.hpp"
+#include "mot/core/cpu_setup.hpp"
+#include "mot/core/error.hpp"
+#include "mot/data/dataset.hpp"
+#include "mot/model/model.hpp"
+#include "mot/train/checkpoint.hpp"
+#include "mot/train/evaluate.hpp"
+
+namespace mot::cli {
+
+// Opens what `eval` reads: a .jsonl file, or a shard directory (its val shards if it
+// has any, else its training shards), as consecutive windows.
+std::unique_ptr<data::RowSource> open_eval_source(const std::string& path, const ModelConfig& c, int64_t seq_len) {
+  if (std::filesystem::is_directory(path)) {
+    auto src = data::open_source(path, c, seq_len, "val", false, 0);
+    return src ? std::move(src) : data::open_source(path, c, seq_len, "train", false, 0);
+  }
+  return data::open_source(path, c, seq_len, "train", false, 0);
+}
+
+void register_eval(CLI::App& app, Action& action) {
+  struct Opts { std::string model, input; bool json = false; int64_t batch = 8, seq_len = 256, max_rows = 0, threads = 0; };
+  auto o = std::make_shared<Opts>();
+  auto* sub = app.add_subcommand("eval", "Loss and per-modality loss of a model on data");
+  sub->add_option("--model", o->model, "model .safetensors")->required();
+  sub->add_option("--input", o->input, "data: a .jsonl file or a shard directory")->required();
+  sub->add_flag("--json", o->json, "print one JSON object");
+  sub->add_option("--batch", o->batch, "rows per forward pass")->check(CLI::PositiveNumber);
+  sub->add_option("--seq-len", o->seq_len, "positions per row for shard data")->check(CLI::PositiveNumber);
+  sub->add_option("--max-rows", o->max_rows, "evaluate at most this many rows (0: all)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--threads", o->threads, "threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  sub->callback([o, &action] {
+    action = [o] {
+      set_threads(static_cast<int>(o->threads));
+      const ModelConfig c = read_model_config(o->model);
+      auto src = open_eval_source(o->input, c, std::min(o->seq_len, c.max_seq_len));
+      Model model(c, o->batch, src->row_len(), false);
+      load_model_weights(o->model, model);
+      TokenBatch scratch;
+      const LossSums s = evaluate(model, *src, o->batch, o->max_rows, scratch);
+      const auto j = loss_json(c, s);
+      if (o->json) {
+        std::printf("%s\n", j.dump().c_str());
+      } else {
+        std::printf("loss %.6f over %lld targets\n", j["loss"].get<double>(), static_cast<long long>(s.targets));
+        for (int m = 0; m < c.n_modalities(); ++m)
+          if (s.targets_by_mod[m] > 0)
+            std::printf("  %-10s %.6f over %lld targets\n", c.modalities[m].name.c_str(),
+                        s.by_mod[m] / s.targets_by_mod[m], static_cast<long long>(s.targets_by_mod[m]));
+      }
+      return 0;
+    };
+  });
+}
+
+}  // namespace mot::cli

@@ -1,0 +1,42 @@
+// Developer command used by the parity tests: gradients of the mean loss.
+#include <algorithm>
+
+#include "mot/cli/commands.hpp"
+#include "mot/core/cpu_setup.hpp"
+#include "mot/data/dataset.hpp"
+#include "mot/model/model.hpp"
+#include "mot/train/checkpoint.hpp"
+#include "mot/train/evaluate.hpp"
+
+namespace mot::cli {
+
+void register_grad(CLI::App& app, Action& action) {
+  struct Opts { std::string model, input, out; int64_t threads = 0; };
+  auto o = std::make_shared<Opts>();
+  auto* sub = app.add_subcommand("grad", "(developer) write d(mean loss)/d(every parameter) on a .jsonl batch");
+  sub->add_option("--model", o->model, "model .safetensors")->required();
+  sub->add_option("--input", o->input, ".jsonl rows, all in one batch")->required();
+  sub->add_option("--out", o->out, "gradient .safetensors (same names as the model)")->required();
+  sub->add_option("--threads", o->threads, "threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  sub->callback([o, &action] {
+    action = [o] {
+      set_threads(static_cast<int>(o->threads));
+      const ModelConfig c = read_model_config(o->model);
+      auto src = data::jsonl_source(o->input, c);
+      TokenBatch batch;
+      data::fill_batch(*src, 0, src->n_rows(), batch);
+      Model model(c, batch.rows, batch.len, true);
+      load_model_weights(o->model, model);
+      std::fill(model.grads(), model.grads() + model.table().total, 0.0f);
+      const int64_t targets = data::count_targets(batch);
+      LossSums s;
+      s.reset(c.n_modalities());
+      model.run(batch, true, targets ? 1.0f / targets : 0.0f, s);
+      save_like_params(o->out, model, model.grads(), {{"kind", "gradient of mean loss"}});
+      std::printf("%s\n", loss_json(c, s).dump().c_str());
+      return 0;
+    };
+  });
+}
+
+}  // namespace mot::cli

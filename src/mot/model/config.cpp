@@ -1,0 +1,436 @@
+#include "mot/model/config.hpp"
+
+#include <cmath>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "mot/core/error.hpp"
+
+namespace mot {
+
+using json = nlohmann::json;
+
+namespace {
+
+const char* kComponentNames[kComponents] = {"attention", "ffn", "norm"};
+
+// Strict typed access to a JSON object produced from TOML or checkpoint metadata.
+class Reader {
+ public:
+  Reader(const json& j, std::string where) : j_(j), where_(std::move(where)) {
+    if (!j_.is_object()) fail(where_, ": expected a table");
+  }
+  bool has(const char* k) { seen_.insert(k); return j_.contains(k); }
+  int64_t integer(const char* k, int64_t dflt) {
+    if (!has(k)) return dflt;
+    const json& v = j_.at(k);
+    if (!v.is_number_integer()) fail(where_, ".", k, ": expected an integer, got ", v.dump());
+    return v.get<int64_t>();
+  }
+  double number(const char* k, double dflt) {
+    if (!has(k)) return dflt;
+    const json& v = j_.at(k);
+    if (!v.is_number()) fail(where_, ".", k, ": expected a number, got ", v.dump());
+    return v.get<double>();
+  }
+  bool boolean(const char* k, bool dflt) {
+    if (!has(k)) return dflt;
+    const json& v = j_.at(k);
+    if (!v.is_boolean()) fail(where_, ".", k, ": expected true or false, got ", v.dump());
+    return v.get<bool>();
+  }
+  std::string string(const char* k, const std::string& dflt) {
+    if (!has(k)) return dflt;
+    const json& v = j_.at(k);
+    if (!v.is_string()) fail(where_, ".", k, ": expected a string, got ", v.dump());
+    return v.get<std::string>();
+  }
+  std::vector<std::string> strings(const char* k) {
+    std::vector<std::string> out;
+    if (!has(k)) return out;
+    const json& v = j_.at(k);
+    if (!v.is_array()) fail(where_, ".", k, ": expected a list of strings, got ", v.dump());
+    for (const json& e : v) {
+      if (!e.is_string()) fail(where_, ".", k, ": expected a list of strings, got ", v.dump());
+      out.push_back(e.get<std::string>());
+    }
+    return out;
+  }
+  const json& raw(const char* k) { seen_.insert(k); return j_.at(k); }
+  void reject_unknown() {
+    for (auto it = j_.begin(); it != j_.end(); ++it)
+      if (!seen_.count(it.key())) fail(where_, ": unknown key '", it.key(), "'");
+  }
+
+ private:
+  const json& j_;
+  std::string where_;
+  std::set<std::string> seen_;
+};
+
+bool valid_name(const std::string& s) {
+  static const std::regex re("[a-z][a-z0-9_]*");
+  return std::regex_match(s, re);
+}
+
+json toml_to_json(const toml::node& n) {
+  if (auto t = n.as_table()) {
+    json o = json::object();
+    for (auto&& [k, v] : *t) o[std::string(k.str())] = toml_to_json(v);
+    return o;
+  }
+  if (auto a = n.as_array()) {
+    json o = json::array();
+    for (auto&& v : *a) o.push_back(toml_to_json(v));
+    return o;
+  }
+  if (auto v = n.as_integer()) return v->get();
+  if (auto v = n.as_floating_point()) return v->get();
+  if (auto v = n.as_boolean()) return v->get();
+  if (auto v = n.as_string()) return v->get();
+  fail("config: unsupported TOML value (dates and times are not config values)");
+}
+
+void apply_override(toml::table& root, const std::string& kv) {
+  auto eq = kv.find('=');
+  if (eq == std::string::npos || eq == 0) fail("--set ", kv, ": expected key=value (e.g. train.lr=1e-3)");
+  std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+  auto dot = key.find('.');
+  if (dot == std::string::npos) fail("--set ", kv, ": key must be table.key (model.*, train.* or data.*)");
+  std::string table = key.substr(0, dot), field = key.substr(dot + 1);
+  if (table != "model" && table != "train" && table != "data")
+    fail("--set ", kv, ": unknown table '", table, "' (expected model, train or data)");
+  toml::table parsed;
+  try {
+    parsed = toml::parse("v = " + value);
+  } catch (const toml::parse_error&) {
+    parsed = toml::table{{"v", value}};  // bare words are strings: model.arch=dense
+  }
+  if (!root.contains(table)) root.insert(table, toml::table{});
+  auto* t = root[table].as_table();
+  if (!t) fail("config: '", table, "' is not a table");
+  t->insert_or_assign(field, *parsed["v"].node());
+}
+
+}  // namespace
+
+int ModelConfig::modality_of_token(int64_t tok) const {
+  for (int m = 0; m < n_modalities(); ++m)
+    if (tok >= modalities[m].begin && tok < modalities[m].end) return m;
+  return -1;
+}
+
+int ModelConfig::modality_index(const std::string& name) const {
+  for (int m = 0; m < n_modalities(); ++m)
+    if (modalities[m].name == name) return m;
+  return -1;
+}
+
+int ModelConfig::copy_of(Component c, int m) const {
+  if (!untie[static_cast<int>(c)]) return 0;
+  std::string owner = modalities[m].name;
+  if (auto it = share.find(owner); it != share.end()) owner = it->second;
+  int copy = 0;
+  for (const auto& mod : modalities) {
+    if (share.count(mod.name)) continue;
+    if (mod.name == owner) return copy;
+    ++copy;
+  }
+  fail("internal: modality without an owner");
+}
+
+int ModelConfig::n_copies(Component c) const {
+  if (!untie[static_cast<int>(c)]) return 1;
+  return n_modalities() - static_cast<int>(share.size());
+}
+
+std::string ModelConfig::copy_name(Component c, int copy) const {
+  if (!untie[static_cast<int>(c)]) return "";
+  int k = 0;
+  for (const auto& mod : modalities) {
+    if (share.count(mod.name)) continue;
+    if (k++ == copy) return mod.name;
+  }
+  fail("internal: bad weight copy index");
+}
+
+ModelConfig ModelConfig::from_json(const json& j, const std::string& where) {
+  Reader r(j, where);
+  ModelConfig c;
+  if (!r.has("arch")) fail(where, ": missing required key 'arch' (dense, mot or moe)");
+  c.arch = r.string("arch", "");
+  c.dim = r.integer("dim", 0);
+  c.n_layers = r.integer("n_layers", 0);
+  c.n_heads = r.integer("n_heads", 0);
+  c.vocab_size = r.integer("vocab_size", 0);
+  const int64_t dflt_ffn = ((8 * c.dim + 2) / 3 + 255) / 256 * 256;  // ceil(8d/3) up to 256
+  c.ffn_hidden = r.integer("ffn_hidden", dflt_ffn);
+  c.max_seq_len = r.integer("max_seq_len", 4096);
+  c.bos_id = r.integer("bos_id", -1);
+  c.norm_position = r.string("norm_position", "pre");
+  c.qk_norm = r.boolean("qk_norm", false);
+  c.norm_eps = r.number("norm_eps", 1e-5);
+  c.rope_theta = r.number("rope_theta", 10000.0);
+  c.doc_mask = r.boolean("doc_mask", false);
+  c.n_experts = r.integer("n_experts", 4);
+  c.moe_modalities = r.strings("moe_modalities");
+  if (r.has("untie")) {
+    for (const auto& u : r.strings("untie")) {
+      int k = -1;
+      for (int i = 0; i < kComponents; ++i)
+        if (u == kComponentNames[i]) k = i;
+      if (k < 0) fail(where, ".untie: unknown component '", u, "' (expected attention, ffn or norm)");
+      c.untie[k] = true;
+    }
+  } else if (c.arch == "mot") {
+    c.untie[0] = c.untie[1] = c.untie[2] = true;
+  }
+  if (!r.has("modalities")) fail(where, ": missing required key 'modalities'");
+  const json& mods = r.raw("modalities");
+  if (!mods.is_array() || mods.empty()) fail(where, ".modalities: expected a non-empty list of {name, begin, end}");
+  for (size_t i = 0; i < mods.size(); ++i) {
+    Reader mr(mods[i], cat(where, ".modalities[", i, "]"));
+    Modality m;
+    if (!mr.has("name")) fail(where, ".modalities[", i, "]: missing 'name'");
+    m.name = mr.string("name", "");
+    std::string kind = mr.string("kind", "discrete");
+    if (kind != "discrete")
+      fail(where, ".modalities[", i, "]: kind '", kind, "' is not supported yet (only discrete token modalities)");
+    if (!mr.has("begin") || !mr.has("end")) fail(where, ".modalities[", i, "]: missing 'begin' or 'end'");
+    m.begin = mr.integer("begin", 0);
+    m.end = mr.integer("end", 0);
+    mr.reject_unknown();
+    c.modalities.push_back(m);
+  }
+  if (r.has("share")) {
+    const json& s = r.raw("share");
+    if (!s.is_object()) fail(where, ".share: expected a table {modality = \"owner\"}");
+    for (auto it = s.begin(); it != s.end(); ++it) {
+      if (!it.value().is_string()) fail(where, ".share.", it.key(), ": expected a modality name");
+      c.share[it.key()] = it.value().get<std::string>();
+    }
+  }
+  r.reject_unknown();
+  c.validate(where);
+  return c;
+}
+
+void ModelConfig::validate(const std::string& where) const {
+  if (arch != "dense" && arch != "mot" && arch != "moe")
+    fail(where, ".arch: '", arch, "' is not one of dense, mot, moe");
+  if (arch == "moe") fail(where, ".arch: 'moe' is not implemented in this version of the engine");
+  if (!moe_modalities.empty()) fail(where, ".moe_modalities: the MoT+MoE hybrid is not implemented in this version");
+  if (dim <= 0) fail(where, ".dim: must be a positive integer (got ", dim, ")");
+  if (n_layers <= 0) fail(where, ".n_layers: must be a positive integer (got ", n_layers, ")");
+  if (n_heads <= 0) fail(where, ".n_heads: must be a positive integer (got ", n_heads, ")");
+  if (dim % n_heads) fail(where, ": n_heads (", n_heads, ") does not divide dim (", dim, ")");
+  if (head_dim() % 2) fail(where, ": head dimension dim/n_heads = ", head_dim(), " must be even for RoPE");
+  if (ffn_hidden <= 0) fail(where, ".ffn_hidden: must be a positive integer (got ", ffn_hidden, ")");
+  if (vocab_size <= 0 || vocab_size > (int64_t{1} << 31) - 1)
+    fail(where, ".vocab_size: must be in [1, 2^31) (got ", vocab_size, ")");
+  if (max_seq_len <= 0) fail(where, ".max_seq_len: must be positive (got ", max_seq_len, ")");
+  if (norm_position != "pre" && norm_position != "post")
+    fail(where, ".norm_position: '", norm_position, "' is not pre or post");
+  if (!(norm_eps > 0) || !std::isfinite(norm_eps)) fail(where, ".norm_eps: must be positive");
+  if (!(rope_theta > 0) || !std::isfinite(rope_theta)) fail(where, ".rope_theta: must be positive");
+  if (arch == "dense" && (untie[0] || untie[1] || untie[2]))
+    fail(where, ".untie: a dense model unties nothing (use arch = \"mot\" for untied weights)");
+  if (doc_mask && (bos_id < 0 || bos_id >= vocab_size))
+    fail(where, ".bos_id: doc_mask needs bos_id in [0, vocab_size) (got ", bos_id, ")");
+  if (bos_id >= vocab_size) fail(where, ".bos_id: ", bos_id, " is outside the vocabulary");
+  std::set<std::string> names;
+  int64_t expect = 0;
+  for (const auto& m : modalities) {
+    if (!valid_name(m.name)) fail(where, ".modalities: name '", m.name, "' must match [a-z][a-z0-9_]*");
+    if (!names.insert(m.name).second) fail(where, ".modalities: duplicate name '", m.name, "'");
+    if (m.begin != expect)
+      fail(where, ".modalities.", m.name, ": range starts at ", m.begin, " but must start at ", expect,
+           " (ranges are contiguous, ordered and begin at 0)");
+    if (m.end <= m.begin) fail(where, ".modalities.", m.name, ": empty range [", m.begin, ", ", m.end, ")");
+    expect = m.end;
+  }
+  if (expect != vocab_size)
+    fail(where, ".modalities: ranges cover [0, ", expect, ") but vocab_size is ", vocab_size);
+  for (const auto& [who, owner] : share) {
+    if (arch != "mot") fail(where, ".share: only arch = \"mot\" can share weights between modalities");
+    if (!names.count(who)) fail(where, ".share: unknown modality '", who, "'");
+    if (!names.count(owner)) fail(where, ".share.", who, ": unknown modality '", owner, "'");
+    if (share.count(owner) || owner == who) fail(where, ".share.", who, ": '", owner, "' must own its weights");
+  }
+}
+
+json ModelConfig::to_json() const {
+  json j;
+  j["arch"] = arch;
+  j["dim"] = dim;
+  j["n_layers"] = n_layers;
+  j["n_heads"] = n_heads;
+  j["ffn_hidden"] = ffn_hidden;
+  j["vocab_size"] = vocab_size;
+  j["max_seq_len"] = max_seq_len;
+  if (bos_id >= 0) j["bos_id"] = bos_id;
+  j["norm_position"] = norm_position;
+  j["qk_norm"] = qk_norm;
+  j["norm_eps"] = norm_eps;
+  j["rope_theta"] = rope_theta;
+  json u = json::array();
+  for (int i = 0; i < kComponents; ++i)
+    if (untie[i]) u.push_back(kComponentNames[i]);
+  j["untie"] = u;
+  j["doc_mask"] = doc_mask;
+  json mods = json::array();
+  for (const auto& m : modalities) mods.push_back({{"name", m.name}, {"begin", m.begin}, {"end", m.end}});
+  j["modalities"] = mods;
+  if (!share.empty()) j["share"] = share;
+  return j;
+}
+
+TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
+  Reader r(j, where);
+  TrainConfig t;
+  t.seq_len = r.integer("seq_len", t.seq_len);
+  t.batch_size = r.integer("batch_size", t.batch_size);
+  t.grad_accum = r.integer("grad_accum", t.grad_accum);
+  t.steps = r.integer("steps", t.steps);
+  t.lr = r.number("lr", t.lr);
+  t.min_lr = r.number("min_lr", t.min_lr);
+  t.warmup_steps = r.integer("warmup_steps", t.warmup_steps);
+  t.weight_decay = r.number("weight_decay", t.weight_decay);
+  t.beta1 = r.number("beta1", t.beta1);
+  t.beta2 = r.number("beta2", t.beta2);
+  t.eps = r.number("eps", t.eps);
+  t.grad_clip = r.number("grad_clip", t.grad_clip);
+  t.seed = r.integer("seed", t.seed);
+  t.log_every = r.integer("log_every", t.log_every);
+  t.eval_every = r.integer("eval_every", t.eval_every);
+  t.eval_batches = r.integer("eval_batches", t.eval_batches);
+  t.save_every = r.integer("save_every", t.save_every);
+  t.threads = r.integer("threads", t.threads);
+  r.reject_unknown();
+  auto positive = [&](const char* k, int64_t v) {
+    if (v <= 0) fail(where, ".", k, ": must be positive (got ", v, ")");
+  };
+  positive("seq_len", t.seq_len);
+  positive("batch_size", t.batch_size);
+  positive("grad_accum", t.grad_accum);
+  positive("steps", t.steps);
+  positive("log_every", t.log_every);
+  positive("eval_batches", t.eval_batches);
+  if (t.warmup_steps < 0) fail(where, ".warmup_steps: must be >= 0");
+  if (t.eval_every < 0 || t.save_every < 0) fail(where, ": eval_every and save_every must be >= 0 (0 = never)");
+  if (t.threads < 0) fail(where, ".threads: must be >= 0 (0 = all cores)");
+  if (!(t.lr > 0) || !(t.min_lr >= 0) || t.min_lr > t.lr) fail(where, ": need 0 <= min_lr <= lr and lr > 0");
+  if (!(t.beta1 >= 0 && t.beta1 < 1) || !(t.beta2 >= 0 && t.beta2 < 1)) fail(where, ": betas must be in [0, 1)");
+  if (!(t.eps > 0) || !(t.weight_decay >= 0) || !(t.grad_clip >= 0))
+    fail(where, ": eps must be > 0, weight_decay and grad_clip >= 0");
+  return t;
+}
+
+json TrainConfig::to_json() const {
+  return {{"seq_len", seq_len},     {"batch_size", batch_size},     {"grad_accum", grad_accum},
+          {"steps", steps},         {"lr", lr},                     {"min_lr", min_lr},
+          {"warmup_steps", warmup_steps}, {"weight_decay", weight_decay}, {"beta1", beta1},
+          {"beta2", beta2},         {"eps", eps},                   {"grad_clip", grad_clip},
+          {"seed", seed},           {"log_every", log_every},       {"eval_every", eval_every},
+          {"eval_batches", eval_batches}, {"save_every", save_every}, {"threads", threads}};
+}
+
+DataConfig DataConfig::from_json(const json& j, const std::string& where) {
+  Reader r(j, where);
+  DataConfig d;
+  d.path = r.string("path", "");
+  d.val_path = r.string("val_path", "");
+  r.reject_unknown();
+  return d;
+}
+
+json DataConfig::to_json() const {
+  json j = json::object();
+  if (!path.empty()) j["path"] = path;
+  if (!val_path.empty()) j["val_path"] = val_path;
+  return j;
+}
+
+json RunConfig::to_json() const {
+  return {{"model", model.to_json()}, {"train", train.to_json()}, {"data", data.to_json()}};
+}
+
+namespace {
+void json_to_toml(const json& j, toml::table& t) {
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const json& v = it.value();
+    const std::string& k = it.key();
+    if (v.is_object()) {
+      toml::table sub;
+      json_to_toml(v, sub);
+      t.insert(k, std::move(sub));
+    } else if (v.is_array()) {
+      toml::array a;
+      for (const json& e : v) {
+        if (e.is_object()) {
+          toml::table sub;
+          json_to_toml(e, sub);
+          sub.is_inline(true);
+          a.push_back(std::move(sub));
+        } else if (e.is_string()) a.push_back(e.get<std::string>());
+        else if (e.is_number_integer()) a.push_back(e.get<int64_t>());
+        else if (e.is_number()) a.push_back(e.get<double>());
+        else if (e.is_boolean()) a.push_back(e.get<bool>());
+      }
+      t.insert(k, std::move(a));
+    } else if (v.is_string()) t.insert(k, v.get<std::string>());
+    else if (v.is_boolean()) t.insert(k, v.get<bool>());
+    else if (v.is_number_integer()) t.insert(k, v.get<int64_t>());
+    else if (v.is_number()) t.insert(k, v.get<double>());
+  }
+}
+}  // namespace
+
+std::string RunConfig::to_toml() const {
+  toml::table root;
+  json j = to_json();
+  for (const char* k : {"model", "train", "data"}) {
+    toml::table sub;
+    json_to_toml(j[k], sub);
+    root.insert(k, std::move(sub));
+  }
+  std::ostringstream os;
+  os << "# resolved configuration written by mot\n" << root << "\n";
+  return os.str();
+}
+
+RunConfig run_config_from_toml_text(const std::string& text, const std::string& origin,
+                                    const std::vector<std::string>& overrides) {
+  toml::table root;
+  try {
+    root = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    const auto& b = e.source().begin;
+    fail(origin, ":", b.line, ":", b.column, ": invalid TOML: ", e.description());
+  }
+  for (const auto& kv : overrides) apply_override(root, kv);
+  json j = toml_to_json(root);
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (it.key() != "model" && it.key() != "train" && it.key() != "data")
+      fail(origin, ": unknown table or key '", it.key(), "' (expected [model], [train], [data])");
+  if (!j.contains("model")) fail(origin, ": missing [model] table");
+  RunConfig rc;
+  rc.model = ModelConfig::from_json(j["model"], origin + ": model");
+  rc.train = TrainConfig::from_json(j.value("train", json::object()), origin + ": train");
+  rc.data = DataConfig::from_json(j.value("data", json::object()), origin + ": data");
+  return rc;
+}
+
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail(path, ": cannot open config file");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return run_config_from_toml_text(ss.str(), path, overrides);
+}
+
+}  // namespace mot

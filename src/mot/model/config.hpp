@@ -1,0 +1,91 @@
+// Model and training configuration: SPEC section 5 keys ([model]) plus the engine's
+// own [train] and [data] tables. TOML files and checkpoint metadata (JSON) go
+// through one strict parser: unknown keys, wrong types and inconsistent values are
+// mot::Error with the key named.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace mot {
+
+struct Modality {
+  std::string name;
+  int64_t begin = 0, end = 0;
+};
+
+enum class Component { Attention = 0, Ffn = 1, Norm = 2 };
+constexpr int kComponents = 3;
+
+struct ModelConfig {
+  std::string arch;  // dense | mot | moe
+  int64_t dim = 0, n_layers = 0, n_heads = 0, ffn_hidden = 0, vocab_size = 0;
+  int64_t max_seq_len = 4096;
+  int64_t bos_id = -1;
+  std::string norm_position = "pre";
+  bool qk_norm = false;
+  double norm_eps = 1e-5;
+  double rope_theta = 10000.0;
+  bool untie[kComponents] = {false, false, false};
+  bool doc_mask = false;
+  int64_t n_experts = 4;
+  std::vector<std::string> moe_modalities;
+  std::vector<Modality> modalities;
+  std::map<std::string, std::string> share;  // sharing modality -> owner
+
+  int64_t head_dim() const { return dim / n_heads; }
+  int n_modalities() const { return static_cast<int>(modalities.size()); }
+  bool post_norm() const { return norm_position == "post"; }
+  int modality_of_token(int64_t tok) const;  // -1 if outside every range
+  int modality_index(const std::string& name) const;  // -1 if unknown
+
+  // Which weight copy modality m uses for a component: 0 when tied; when untied the
+  // index among the modalities that own weights (a shared modality uses its owner's).
+  int copy_of(Component c, int m) const;
+  int n_copies(Component c) const;
+  std::string copy_name(Component c, int copy) const;  // modality name of that copy
+
+  static ModelConfig from_json(const nlohmann::json& j, const std::string& where);
+  nlohmann::json to_json() const;
+  void validate(const std::string& where) const;
+};
+
+struct TrainConfig {
+  int64_t seq_len = 256, batch_size = 8, grad_accum = 1, steps = 1000;
+  double lr = 3e-4, min_lr = 1.5e-5;
+  int64_t warmup_steps = 100;
+  double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0;
+  int64_t seed = 1;
+  int64_t log_every = 10, eval_every = 100, eval_batches = 8, save_every = 500;
+  int64_t threads = 0;  // 0: all cores
+
+  static TrainConfig from_json(const nlohmann::json& j, const std::string& where);
+  nlohmann::json to_json() const;
+};
+
+struct DataConfig {
+  std::string path;  // shard directory or .jsonl
+  std::string val_path;  // optional separate validation data
+  static DataConfig from_json(const nlohmann::json& j, const std::string& where);
+  nlohmann::json to_json() const;
+};
+
+struct RunConfig {
+  ModelConfig model;
+  TrainConfig train;
+  DataConfig data;
+  nlohmann::json to_json() const;
+  std::string to_toml() const;
+};
+
+// Reads a TOML config, applies `key=value` overrides ("model.dim=64",
+// "train.lr=1e-3"; the value is parsed as TOML, else taken as a string), validates.
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides);
+RunConfig run_config_from_toml_text(const std::string& text, const std::string& origin,
+                                    const std::vector<std::string>& overrides);
+
+}  // namespace mot

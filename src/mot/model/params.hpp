@@ -1,0 +1,47 @@
+// The parameter table: every tensor of SPEC section 3 as a named view into one flat
+// float buffer. The same offsets index the gradient and AdamW moment buffers, so the
+// optimizer is one loop and a future all-reduce is one call.
+//
+// Layout choices that make the hot path simple: per layer and weight copy, wq/wk/wv
+// are adjacent (one [3d, d] matrix, one GEMM) and w1/w3 are adjacent ([2F, d]).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mot/model/config.hpp"
+
+namespace mot {
+
+struct ParamEntry {
+  std::string name;
+  std::vector<int64_t> shape;
+  size_t offset = 0, numel = 0;
+  bool decay = false;  // AdamW weight decay: matrices except the embedding table
+};
+
+struct LayerOffsets {
+  std::vector<size_t> wqkv, wo, q_norm, k_norm;  // one per attention weight copy
+  std::vector<size_t> attn_norm, ffn_norm;       // one per norm weight copy
+  std::vector<size_t> w13, w2;                   // one per ffn weight copy
+};
+
+struct ParamTable {
+  std::vector<ParamEntry> entries;
+  size_t total = 0;  // floats
+  size_t tok_embeddings = 0, output = 0;
+  std::vector<size_t> final_norm;  // one per norm weight copy
+  std::vector<LayerOffsets> layers;
+
+  const ParamEntry* find(const std::string& name) const;
+};
+
+ParamTable build_param_table(const ModelConfig& c);
+
+// Deterministic initialisation: each tensor seeded from (seed, its name), so a tensor's
+// values do not depend on which other tensors exist. Matrices ~ N(0, 0.02) (output
+// projections wo and w2 scaled by 1/sqrt(2 n_layers)), norm weights 1.
+void init_params(const ModelConfig& c, const ParamTable& t, float* params, uint64_t seed);
+
+}  // namespace mot

@@ -1,0 +1,25 @@
+// `mot train`: the training loop (SPEC section 4).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mot/model/config.hpp"
+
+namespace mot {
+
+struct TrainOptions {
+  std::string config_path;            // required unless resuming
+  std::vector<std::string> overrides; // --set key=value
+  std::string data;                   // --data (overrides [data] path)
+  std::string out_dir;                // --out
+  bool resume = false;
+  std::string init_path;              // --init: start from these weights
+  int64_t steps = 0;                  // --steps: total steps of the schedule (0: config)
+  int64_t stop_at = 0;                // --stop-at: save and stop after this step (0: never)
+};
+
+// Returns the process exit status (0 done, 130 interrupted after saving).
+int run_training(const TrainOptions& opt);
+
+}  // namespace mot

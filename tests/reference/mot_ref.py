@@ -1,0 +1,493 @@
+"""Independent PyTorch reference of the MoT model (SPEC section 2), in float64.
+
+Written the obvious way on purpose: for an untied component, EVERY modality's weights
+are applied to ALL positions and the result is then selected per position with
+torch.where by modality. Nothing is sorted or routed, so this shares no structure with
+an engine that gathers tokens by modality.
+
+Public API
+  load_safetensors(path)                 -> (dict name -> torch.Tensor (float32/64), metadata dict)
+  save_safetensors(path, tensors, metadata, dtype="F32")
+  config_from_metadata(metadata)         -> config dict with defaults filled in
+  normalize_config(cfg)                  -> same, from a plain dict of section-5 keys
+  param_shapes(config)                   -> {name: shape} exactly per SPEC section 3
+  forward_loss(params, config, rows)     -> dict(loss, loss_by_modality, targets, targets_by_modality)
+  loss_and_grads(params, config, rows)   -> (result dict with float values, {name: grad float64})
+  lr_at(step0, train)                    -> lr of the 0-based step
+  train_reference(params, config, train, rows, steps) -> (per-step records, final params)
+
+MoE is not implemented (not needed by the current tests).
+"""
+from __future__ import annotations
+
+import json
+import math
+import struct
+
+import numpy as np
+import torch
+
+DTYPE = torch.float64
+
+# ---------------------------------------------------------------------------------
+# safetensors: tiny reader / writer (json + struct + numpy)
+# ---------------------------------------------------------------------------------
+
+_NP_OF = {"F32": np.float32, "F64": np.float64, "F16": np.float16, "I32": np.int32,
+          "I64": np.int64, "U8": np.uint8, "I8": np.int8, "I16": np.int16}
+_SIZE_OF = {"F32": 4, "F64": 8, "F16": 2, "BF16": 2, "I32": 4, "I64": 8, "U8": 1,
+            "I8": 1, "I16": 2}
+
+
+def load_safetensors(path):
+    """Returns ({name: torch tensor}, metadata). BF16/F16 are widened to float32."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 8:
+        raise ValueError(f"{path}: too short for a safetensors file")
+    (n,) = struct.unpack("<Q", raw[:8])
+    if 8 + n > len(raw):
+        raise ValueError(f"{path}: header length {n} past end of file")
+    header = json.loads(raw[8:8 + n].decode("utf-8"))
+    data = raw[8 + n:]
+    metadata = header.pop("__metadata__", {}) or {}
+    out = {}
+    for name, info in header.items():
+        dt = info["dtype"]
+        shape = [int(s) for s in info["shape"]]
+        b, e = info["data_offsets"]
+        count = int(np.prod(shape)) if shape else 1
+        if e - b != count * _SIZE_OF[dt]:
+            raise ValueError(f"{path}: tensor {name}: {e - b} bytes for {dt}{shape}")
+        buf = data[b:e]
+        if dt == "BF16":
+            u = np.frombuffer(buf, dtype="<u2").astype(np.uint32) << 16
+            arr = u.view(np.float32)
+        else:
+            arr = np.frombuffer(buf, dtype=np.dtype(_NP_OF[dt]).newbyteorder("<"))
+            if dt == "F16":
+                arr = arr.astype(np.float32)
+        out[name] = torch.from_numpy(np.array(arr, copy=True).reshape(shape))
+    return out, metadata
+
+
+def _to_bf16_bytes(a):
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    u = a.view(np.uint32).astype(np.uint64)
+    # round to nearest even
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    return rounded.astype("<u2").tobytes()
+
+
+def save_safetensors(path, tensors, metadata=None, dtype="F32"):
+    """tensors: {name: numpy array or torch tensor}; written in sorted name order."""
+    header = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    blobs = []
+    off = 0
+    for name in sorted(tensors):
+        t = tensors[name]
+        if isinstance(t, torch.Tensor):
+            t = t.detach().cpu().double().numpy()
+        a = np.asarray(t)
+        if dtype == "F32":
+            b = np.ascontiguousarray(a, dtype="<f4").tobytes()
+        elif dtype == "BF16":
+            b = _to_bf16_bytes(a)
+        elif dtype == "F64":
+            b = np.ascontiguousarray(a, dtype="<f8").tobytes()
+        else:
+            raise ValueError(dtype)
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+# ---------------------------------------------------------------------------------
+# config
+# ---------------------------------------------------------------------------------
+
+def default_ffn_hidden(dim):
+    return int(math.ceil(8 * dim / 3 / 256.0)) * 256
+
+
+def normalize_config(cfg):
+    c = dict(cfg)
+    c.setdefault("norm_position", "pre")
+    c.setdefault("qk_norm", False)
+    c.setdefault("norm_eps", 1e-5)
+    c.setdefault("rope_theta", 10000.0)
+    c.setdefault("doc_mask", False)
+    c.setdefault("max_seq_len", 4096)
+    c.setdefault("share", {})
+    c["share"] = dict(c["share"] or {})
+    if c["arch"] == "dense":
+        c.setdefault("untie", [])
+    elif c["arch"] == "mot":
+        c.setdefault("untie", ["attention", "ffn", "norm"])
+    else:
+        raise NotImplementedError(f"reference does not implement arch={c['arch']!r}")
+    c["untie"] = list(c["untie"] or [])
+    for u in c["untie"]:
+        if u not in ("attention", "ffn", "norm"):
+            raise ValueError(f"bad untie entry {u!r}")
+    if not c.get("ffn_hidden"):
+        c["ffn_hidden"] = default_ffn_hidden(c["dim"])
+    if c.get("moe_modalities"):
+        raise NotImplementedError("reference does not implement moe_modalities")
+    mods = c["modalities"]
+    names = [m["name"] for m in mods]
+    if len(set(names)) != len(names):
+        raise ValueError("duplicate modality names")
+    for m in mods:
+        if m.get("kind", "discrete") != "discrete":
+            raise NotImplementedError("continuous modalities not implemented in the reference")
+    for k, v in c["share"].items():
+        if k not in names or v not in names:
+            raise ValueError(f"share {k}->{v}: unknown modality")
+    return c
+
+
+def config_from_metadata(metadata):
+    cfg = metadata["config"]
+    if isinstance(cfg, str):
+        cfg = json.loads(cfg)
+    return normalize_config(cfg)
+
+
+def owner(config, name):
+    """The modality whose untied tensors `name` uses (follows the share table)."""
+    seen = set()
+    while name in config["share"]:
+        if name in seen:
+            raise ValueError("share cycle")
+        seen.add(name)
+        name = config["share"][name]
+    return name
+
+
+def owners(config):
+    """Ordered distinct owner modalities (those that have untied tensors)."""
+    out = []
+    for m in config["modalities"]:
+        o = owner(config, m["name"])
+        if o not in out:
+            out.append(o)
+    # keep modality order
+    order = [m["name"] for m in config["modalities"]]
+    return sorted(out, key=order.index)
+
+
+def _names(config, base, comp):
+    """[(owner or None, tensor name)] for component base name, e.g. 'layers.0.attention.wq'."""
+    if comp in config["untie"]:
+        return [(o, f"{base}.{o}.weight") for o in owners(config)]
+    return [(None, f"{base}.weight")]
+
+
+def param_shapes(config):
+    c = config
+    d, V, F = c["dim"], c["vocab_size"], c["ffn_hidden"]
+    hd = d // c["n_heads"]
+    shapes = {"tok_embeddings.weight": [V, d], "output.weight": [V, d]}
+    for i in range(c["n_layers"]):
+        for w in ("wq", "wk", "wv", "wo"):
+            for _, n in _names(c, f"layers.{i}.attention.{w}", "attention"):
+                shapes[n] = [d, d]
+        if c["qk_norm"]:
+            for w in ("q_norm", "k_norm"):
+                for _, n in _names(c, f"layers.{i}.attention.{w}", "attention"):
+                    shapes[n] = [hd]
+        for w in ("attention_norm", "ffn_norm"):
+            for _, n in _names(c, f"layers.{i}.{w}", "norm"):
+                shapes[n] = [d]
+        for w in ("w1", "w3"):
+            for _, n in _names(c, f"layers.{i}.feed_forward.{w}", "ffn"):
+                shapes[n] = [F, d]
+        for _, n in _names(c, f"layers.{i}.feed_forward.w2", "ffn"):
+            shapes[n] = [d, F]
+    for _, n in _names(c, "norm", "norm"):
+        shapes[n] = [d]
+    return shapes
+
+
+# ---------------------------------------------------------------------------------
+# model
+# ---------------------------------------------------------------------------------
+
+def token_modality(config, tokens):
+    """Modality index (into config['modalities']) of each token; -1 -> -1."""
+    mi = torch.full_like(tokens, -1)
+    for k, m in enumerate(config["modalities"]):
+        sel = (tokens >= m["begin"]) & (tokens < m["end"])
+        mi = torch.where(sel, torch.full_like(tokens, k), mi)
+    return mi
+
+
+def rmsnorm(x, w, eps):
+    return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + eps) * w
+
+
+def _select(config, comp, pos_owner, per_owner):
+    """per_owner: {owner-or-None: tensor [..., T, X]}; returns per-position selection.
+
+    pos_owner: [B, T] owner index into owners(config) for each position."""
+    if comp not in config["untie"]:
+        return per_owner[None]
+    ows = owners(config)
+    out = torch.zeros_like(per_owner[ows[0]])
+    for k, o in enumerate(ows):
+        sel = (pos_owner == k).unsqueeze(-1)
+        out = torch.where(sel, per_owner[o], out)
+    return out
+
+
+def _apply(config, comp, pos_owner, params, base, fn):
+    """Applies fn(weight, ...) with every modality's weight, then selects per position."""
+    return _select(config, comp, pos_owner,
+                   {o: fn(params[n]) for o, n in _names(config, base, comp)})
+
+
+def rope(x, theta):
+    """x: [B, H, T, hd]; rotate-half layout, positions 0..T-1."""
+    T, hd = x.shape[-2], x.shape[-1]
+    half = hd // 2
+    i = torch.arange(half, dtype=DTYPE)
+    freq = theta ** (-2.0 * i / hd)
+    ang = torch.arange(T, dtype=DTYPE)[:, None] * freq[None, :]
+    cos, sin = torch.cos(ang), torch.sin(ang)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def _check_rows(rows):
+    L = len(rows[0])
+    for r, row in enumerate(rows):
+        if len(row) != L:
+            raise ValueError("rows must be padded to equal length")
+        seen_pad = False
+        for t in row:
+            if t == -1:
+                seen_pad = True
+            elif seen_pad:
+                raise ValueError(f"row {r}: -1 not at the end")
+
+
+def forward_loss(params, config, rows):
+    """params: {name: tensor} (any float dtype; used as given, so pass float64 leaves
+    with requires_grad for gradients). rows: list of token lists padded with -1.
+
+    Returns dict(loss (0-d tensor), loss_by_modality {name: 0-d tensor},
+    targets int, targets_by_modality {name: int})."""
+    c = config
+    _check_rows(rows)
+    tok = torch.tensor(rows, dtype=torch.long)
+    B, T = tok.shape
+    d, H = c["dim"], c["n_heads"]
+    hd = d // H
+    eps = c["norm_eps"]
+    valid_in = tok >= 0
+    mod = token_modality(c, tok)
+    if bool(((mod < 0) & valid_in).any()):
+        raise ValueError("token outside every modality range")
+    ows = owners(c)
+    names = [m["name"] for m in c["modalities"]]
+    own_idx = torch.tensor([ows.index(owner(c, n)) for n in names], dtype=torch.long)
+    pos_owner = own_idx[mod.clamp(min=0)]  # padding positions: modality 0's owner
+
+    x = params["tok_embeddings.weight"].to(DTYPE)[tok.clamp(min=0)]  # [B, T, d]
+
+    # attention mask [B, 1, T, T]
+    causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
+    allowed = causal.unsqueeze(0).expand(B, T, T)
+    if c["doc_mask"]:
+        start = (tok == c["bos_id"])
+        start[:, 0] = True
+        doc = torch.cumsum(start.long(), dim=1)
+        allowed = allowed & (doc[:, :, None] == doc[:, None, :])
+    neg = torch.zeros(B, T, T, dtype=DTYPE).masked_fill(~allowed, float("-inf")).unsqueeze(1)
+
+    def P(name):
+        return params[name].to(DTYPE)
+
+    def attention(l, xin):
+        base = f"layers.{l}.attention"
+
+        def proj(wname, normname=None):
+            per = {}
+            for (o, n) in _names(c, f"{base}.{wname}", "attention"):
+                y = xin @ P(n).t()  # [B, T, d]
+                y = y.view(B, T, H, hd)
+                if normname is not None:
+                    nn_ = n.replace(f".{wname}", f".{normname}")
+                    y = rmsnorm(y, P(nn_), eps)
+                per[o] = y.reshape(B, T, d)
+            return _select(c, "attention", pos_owner, per)
+
+        if c["qk_norm"]:
+            q, k = proj("wq", "q_norm"), proj("wk", "k_norm")
+        else:
+            q, k = proj("wq"), proj("wk")
+        v = proj("wv")
+        q = q.view(B, T, H, hd).transpose(1, 2)
+        k = k.view(B, T, H, hd).transpose(1, 2)
+        v = v.view(B, T, H, hd).transpose(1, 2)
+        q, k = rope(q, c["rope_theta"]), rope(k, c["rope_theta"])
+        s = q @ k.transpose(-1, -2) / math.sqrt(hd) + neg
+        a = torch.softmax(s, dim=-1) @ v  # [B, H, T, hd]
+        a = a.transpose(1, 2).reshape(B, T, d)
+        return _apply(c, "attention", pos_owner, params, f"{base}.wo", lambda w: a @ w.to(DTYPE).t())
+
+    def ffn(l, xin):
+        base = f"layers.{l}.feed_forward"
+        per = {}
+        for (o, n1) in _names(c, f"{base}.w1", "ffn"):
+            n2, n3 = n1.replace(".w1", ".w2"), n1.replace(".w1", ".w3")
+            hcur = torch.nn.functional.silu(xin @ P(n1).t()) * (xin @ P(n3).t())
+            per[o] = hcur @ P(n2).t()
+        return _select(c, "ffn", pos_owner, per)
+
+    def norm(base, xin):
+        return _apply(c, "norm", pos_owner, params, base, lambda w: rmsnorm(xin, w.to(DTYPE), eps))
+
+    for l in range(c["n_layers"]):
+        if c["norm_position"] == "pre":
+            h = x + attention(l, norm(f"layers.{l}.attention_norm", x))
+            x = h + ffn(l, norm(f"layers.{l}.ffn_norm", h))
+        elif c["norm_position"] == "post":
+            h = x + norm(f"layers.{l}.attention_norm", attention(l, x))
+            x = h + norm(f"layers.{l}.ffn_norm", ffn(l, h))
+        else:
+            raise ValueError(c["norm_position"])
+    x = norm("norm", x)
+    logits = x @ P("output.weight").t()  # [B, T, V]
+
+    tgt = torch.full_like(tok, -1)
+    tgt[:, :-1] = tok[:, 1:]
+    valid = valid_in & (tgt >= 0)
+    tmod = token_modality(c, tgt)
+    logp = torch.log_softmax(logits, dim=-1)
+    nll = -logp.gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [B, T]
+    n = int(valid.sum())
+    vf = valid.to(DTYPE)
+    loss = (nll * vf).sum() / max(n, 1)
+    lbm, tbm = {}, {}
+    for k, name in enumerate(names):
+        sel = valid & (tmod == k)
+        cnt = int(sel.sum())
+        tbm[name] = cnt
+        if cnt:
+            lbm[name] = (nll * sel.to(DTYPE)).sum() / cnt
+    return {"loss": loss, "loss_by_modality": lbm, "targets": n, "targets_by_modality": tbm,
+            "nll_sum": (nll * vf).sum()}
+
+
+def to_leaves(params):
+    return {k: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)
+            .detach().to(DTYPE).clone().requires_grad_(True) for k, v in params.items()}
+
+
+def _floats(res):
+    return {"loss": float(res["loss"]),
+            "loss_by_modality": {k: float(v) for k, v in res["loss_by_modality"].items()},
+            "targets": res["targets"], "targets_by_modality": dict(res["targets_by_modality"])}
+
+
+def evaluate(params, config, rows):
+    with torch.no_grad():
+        return _floats(forward_loss({k: torch.as_tensor(v).to(DTYPE) for k, v in params.items()},
+                                    config, rows))
+
+
+def loss_and_grads(params, config, rows):
+    leaves = to_leaves(params)
+    res = forward_loss(leaves, config, rows)
+    res["loss"].backward()
+    grads = {k: (v.grad if v.grad is not None else torch.zeros_like(v)).detach()
+             for k, v in leaves.items()}
+    return _floats(res), grads
+
+
+# ---------------------------------------------------------------------------------
+# training (AdamW exactly like torch.optim.AdamW, clip like clip_grad_norm_)
+# ---------------------------------------------------------------------------------
+
+TRAIN_DEFAULTS = dict(weight_decay=0.1, beta1=0.9, beta2=0.95, eps=1e-8, grad_clip=1.0,
+                      grad_accum=1, warmup_steps=0, min_lr=0.0)
+
+
+def lr_at(s, train):
+    t = dict(TRAIN_DEFAULTS, **train)
+    lr, min_lr, warm, T = t["lr"], t["min_lr"], t["warmup_steps"], t["steps"]
+    if s < warm:
+        return lr * (s + 1) / warm
+    p = (s - warm) / max(1, T - warm)
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * p))
+
+
+def decays(name, shape):
+    return len(shape) == 2 and name != "tok_embeddings.weight"
+
+
+def step_rows(rows, step0, batch_size, grad_accum):
+    n = batch_size * grad_accum
+    return [rows[(step0 * n + j) % len(rows)] for j in range(n)]
+
+
+def train_reference(params, config, train, rows, steps, batch_rows=None):
+    """Runs `steps` AdamW steps. rows: all data rows (already padded to equal length).
+    Each step uses batch_size*grad_accum consecutive rows (wrapping) and its loss is the
+    mean over all valid targets of those rows (micro-batches combined by target count).
+    Returns (records [{step, loss, lr, grad_norm, clipped}], final params float64)."""
+    t = dict(TRAIN_DEFAULTS, **train)
+    B, A = t["batch_size"], t["grad_accum"]
+    leaves = to_leaves(params)
+    names = sorted(leaves)
+    wd_names = [n for n in names if decays(n, leaves[n].shape)]
+    nd_names = [n for n in names if not decays(n, leaves[n].shape)]
+    opt = torch.optim.AdamW(
+        [{"params": [leaves[n] for n in wd_names], "weight_decay": t["weight_decay"]},
+         {"params": [leaves[n] for n in nd_names], "weight_decay": 0.0}],
+        lr=t["lr"], betas=(t["beta1"], t["beta2"]), eps=t["eps"], foreach=False)
+    records = []
+    for s in range(steps):
+        batch = (batch_rows or step_rows)(rows, s, B, A)
+        opt.zero_grad(set_to_none=False)
+        for v in leaves.values():
+            if v.grad is None:
+                v.grad = torch.zeros_like(v)
+        # micro-batches: sum of nll over all of them / total target count
+        total = 0
+        nll_sum = 0.0
+        micro = [batch[i * B:(i + 1) * B] for i in range(A)]
+        counts = []
+        for mb in micro:
+            with torch.no_grad():
+                r = forward_loss({k: v.detach() for k, v in leaves.items()}, config, mb)
+            counts.append(r["targets"])
+        total = sum(counts)
+        for mb in micro:
+            r = forward_loss(leaves, config, mb)
+            (r["nll_sum"] / total).backward()
+            nll_sum += float(r["nll_sum"])
+        loss = nll_sum / total
+        gn = math.sqrt(sum(float((leaves[n].grad ** 2).sum()) for n in names))
+        coef = t["grad_clip"] / (gn + 1e-6)
+        clipped = coef < 1.0
+        if clipped:
+            for n in names:
+                leaves[n].grad.mul_(coef)
+        lr = lr_at(s, t)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.step()
+        records.append({"step": s + 1, "loss": loss, "lr": lr, "grad_norm": gn, "clipped": clipped})
+    return records, {k: v.detach().clone() for k, v in leaves.items()}
