@@ -446,7 +446,8 @@ def train_reference(params, config, train, rows, steps, batch_rows=None):
     """Runs `steps` AdamW steps. rows: all data rows (already padded to equal length).
     Each step uses batch_size*grad_accum consecutive rows (wrapping) and its loss is the
     mean over all valid targets of those rows (micro-batches combined by target count).
-    Returns (records [{step, loss, lr, grad_norm, clipped}], final params float64)."""
+    Returns (records [{step, loss, lr, grad_norm, clipped, targets, loss_by_modality}],
+    final params float64)."""
     t = dict(TRAIN_DEFAULTS, **train)
     B, A = t["batch_size"], t["grad_accum"]
     leaves = to_leaves(params)
@@ -474,10 +475,15 @@ def train_reference(params, config, train, rows, steps, batch_rows=None):
                 r = forward_loss({k: v.detach() for k, v in leaves.items()}, config, mb)
             counts.append(r["targets"])
         total = sum(counts)
+        by_mod = {}
         for mb in micro:
             r = forward_loss(leaves, config, mb)
             (r["nll_sum"] / total).backward()
             nll_sum += float(r["nll_sum"])
+            for m, l in r["loss_by_modality"].items():
+                c = r["targets_by_modality"][m]
+                s0, c0 = by_mod.get(m, (0.0, 0))
+                by_mod[m] = (s0 + float(l) * c, c0 + c)
         loss = nll_sum / total
         gn = math.sqrt(sum(float((leaves[n].grad ** 2).sum()) for n in names))
         coef = t["grad_clip"] / (gn + 1e-6)
@@ -489,5 +495,7 @@ def train_reference(params, config, train, rows, steps, batch_rows=None):
         for g in opt.param_groups:
             g["lr"] = lr
         opt.step()
-        records.append({"step": s + 1, "loss": loss, "lr": lr, "grad_norm": gn, "clipped": clipped})
+        records.append({"step": s + 1, "loss": loss, "lr": lr, "grad_norm": gn, "clipped": clipped,
+                        "targets": total,
+                        "loss_by_modality": {m: a / c for m, (a, c) in by_mod.items()}})
     return records, {k: v.detach().clone() for k, v in leaves.items()}

@@ -3,7 +3,8 @@
 clipping like clip_grad_norm_, warmup + cosine schedule), 10 steps from the same
 random start (written by this test with --init).
 
-Compared per step: loss (rel 1e-4), lr (rel 1e-6), grad_norm (rel 1e-4); at the end:
+Compared per step: loss and loss/<modality> (rel 1e-4), lr (rel 1e-6), grad_norm
+(rel 1e-4), presence of tokens/ms/tokens_per_s; at the end:
 the reference loss of the engine's final model vs the reference's final model
 (rel 1e-4) and every final tensor (the update Δ = final - start must agree:
 max|Δ_eng - Δ_ref| <= 2e-2 * max|Δ_ref| + 1e-6 per tensor).
@@ -83,6 +84,7 @@ class AdamWParity(unittest.TestCase):
         probs = []
         print("  step  loss_eng      loss_ref      rel      lr_eng      lr_ref      "
               "gnorm_eng   gnorm_ref   rel")
+        worst_mod = 0.0
         for r in ref:
             e = recs.get(r["step"])
             if e is None:
@@ -98,7 +100,20 @@ class AdamWParity(unittest.TestCase):
                 probs.append(f"step {r['step']} lr: engine {lr_e} vs ref {r['lr']}")
             if not H.rel(gn_e, r["grad_norm"]) <= 1e-4:
                 probs.append(f"step {r['step']} grad_norm: engine {gn_e} vs ref {r['grad_norm']}")
+            # SPEC section 4: loss/<modality> per step (mean over that step's targets of it)
+            for m, lm in r["loss_by_modality"].items():
+                key = f"loss/{m}"
+                if key not in e:
+                    probs.append(f"step {r['step']}: metrics line lacks {key}")
+                elif not H.rel(float(e[key]), lm) <= 1e-4:
+                    probs.append(f"step {r['step']} {key}: engine {e[key]} vs ref {lm}")
+                else:
+                    worst_mod = max(worst_mod, H.rel(float(e[key]), lm))
+            for key in ("tokens", "ms", "tokens_per_s"):
+                if key not in e:
+                    probs.append(f"step {r['step']}: metrics line lacks {key}")
 
+        print(f"  per-step loss/<modality>: worst rel diff {worst_mod:.1e}")
         # final model
         if set(eng_final) != set(ref_final):
             probs.append(f"final model tensor names differ: only engine "

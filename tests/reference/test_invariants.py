@@ -65,6 +65,11 @@ class Invariants(unittest.TestCase):
         env = {"MOT_DEBUG_SWAP_MODALITIES": "1"}
         for name in ("mot_2mod_pre_qk_doc", "mot_3mod_untie_ffn_post",
                      "mot_3mod_untie_attention_norm_pre"):
+            # the same case passes without the bug injection ...
+            probs, _ = GP.run_case("noswap_" + name, GP.CASES[name],
+                                   env_extra={"MOT_DEBUG_SWAP_MODALITIES": "0"})
+            self.assertEqual(probs, [], f"{name} must pass without the swap")
+            # ... and fails with it
             probs, lines = GP.run_case("swap_" + name, GP.CASES[name], env_extra=env)
             print(f"\n[swap {name}] with MOT_DEBUG_SWAP_MODALITIES=1: {len(probs)} mismatches "
                   f"detected (expected > 0)")

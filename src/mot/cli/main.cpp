@@ -1,4 +1,5 @@
 // mot: train, evaluate and inspect Mixture-of-Transformers models.
+#include <csignal>
 #include <cstdio>
 #include <new>
 #include <string>
@@ -20,6 +21,8 @@ std::string one_line(std::string s) {
 
 int main(int argc, char** argv) {
   mot::ensure_fast_blas(argc, argv);
+  // A file-size limit (or quota) must become a clean write error, not a kill.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"mot: a Mixture-of-Transformers training engine"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "mot 0.1.0 (checkpoint format_version 1)");
@@ -30,6 +33,14 @@ int main(int argc, char** argv) {
   mot::cli::register_train(app, action);
   mot::cli::register_info(app, action);
   mot::cli::register_data(app, action);
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (const auto* sub : app.get_subcommands({})) known = known || sub->get_name() == argv[1];
+    if (!known) {
+      std::fprintf(stderr, "mot: error: unknown command '%s' (see mot --help)\n", argv[1]);
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

@@ -1,0 +1,137 @@
+"""Training behaviour: determinism, bit-identical resume, Ctrl-C, a full disk during a
+checkpoint, gradient accumulation, eval/info output."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from motcli import MOT, Workdir, metrics, run  # noqa: E402
+
+
+def digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+class Training(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.w = Workdir()
+        cls.cfg, cls.data = cls.w.tiny_data()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.tmp.cleanup()
+
+    def train(self, out, *extra, **kw):
+        r = run(["train", "--config", self.cfg, "--data", self.data, "--out", self.w.p(out), *extra], **kw)
+        return r
+
+    def test_deterministic(self):
+        a = self.train("det-a", "--steps", "12")
+        b = self.train("det-b", "--steps", "12")
+        self.assertEqual(a.returncode, 0, a.stderr)
+        self.assertEqual(b.returncode, 0, b.stderr)
+        la = [m["loss"] for m in metrics(self.w.p("det-a"))]
+        lb = [m["loss"] for m in metrics(self.w.p("det-b"))]
+        self.assertEqual(len(la), 12)
+        self.assertEqual(la, lb, "same seed, config and threads must give bit-identical losses")
+        self.assertEqual(digest(self.w.p("det-a/model.safetensors")), digest(self.w.p("det-b/model.safetensors")))
+        self.assertLess(la[-1], la[0], "loss should fall")
+
+    def test_resume_is_bit_identical(self):
+        a = self.train("straight", "--steps", "20")
+        self.assertEqual(a.returncode, 0, a.stderr)
+        b = self.train("split", "--steps", "20", "--stop-at", "10")
+        self.assertEqual(b.returncode, 0, b.stderr)
+        self.assertEqual(len(metrics(self.w.p("split"))), 10)
+        c = run(["train", "--resume", "--out", self.w.p("split")])
+        self.assertEqual(c.returncode, 0, c.stderr)
+        ma, mb = metrics(self.w.p("straight")), metrics(self.w.p("split"))
+        self.assertEqual([m["step"] for m in mb], list(range(1, 21)))
+        self.assertEqual([m["loss"] for m in ma], [m["loss"] for m in mb])
+        self.assertEqual([m.get("val_loss") for m in ma], [m.get("val_loss") for m in mb])
+        self.assertEqual(digest(self.w.p("straight/model.safetensors")), digest(self.w.p("split/model.safetensors")))
+        self.assertEqual(digest(self.w.p("straight/state.safetensors")), digest(self.w.p("split/state.safetensors")))
+
+    def test_existing_run_needs_resume(self):
+        self.assertEqual(self.train("twice", "--steps", "2").returncode, 0)
+        r = self.train("twice", "--steps", "2")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--resume", r.stderr)
+
+    def test_ctrl_c_saves_and_resumes(self):
+        out = self.w.p("interrupted")
+        p = subprocess.Popen([MOT, "train", "--config", self.cfg, "--data", self.data, "--out", out,
+                              "--steps", "100000", "--set", "train.save_every=0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if os.path.exists(os.path.join(out, "metrics.jsonl")) and len(metrics(out)) >= 3:
+                break
+            time.sleep(0.05)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 130, err)
+        self.assertIn("interrupted", err)
+        steps = len(metrics(out))
+        r = run(["eval", "--model", os.path.join(out, "model.safetensors"), "--input", self.data, "--json"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run(["train", "--resume", "--out", out, "--steps", str(steps + 2)])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([m["step"] for m in metrics(out)], list(range(1, steps + 3)))
+
+    def test_full_disk_during_checkpoint_keeps_last_checkpoint(self):
+        out = self.w.p("diskfull")
+        self.assertEqual(self.train("diskfull", "--steps", "4").returncode, 0)
+        model, state = digest(os.path.join(out, "model.safetensors")), digest(os.path.join(out, "state.safetensors"))
+        # The model file is ~200 KB: a 64 KiB file-size limit makes the next save fail.
+        r = run(["train", "--resume", "--out", out, "--steps", "8"], limit_fsize=64 * 1024)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertTrue(r.stderr.strip().splitlines()[-1].startswith("mot: error:"), r.stderr)
+        self.assertEqual(digest(os.path.join(out, "model.safetensors")), model)
+        self.assertEqual(digest(os.path.join(out, "state.safetensors")), state)
+        self.assertEqual([f for f in os.listdir(out) if ".tmp" in f], [])
+        # And the run still resumes from its last good checkpoint.
+        r = run(["train", "--resume", "--out", out, "--steps", "6"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_grad_accumulation_matches_big_batch(self):
+        a = self.train("accum-1", "--steps", "3", "--set", "train.batch_size=4", "--set", "train.grad_accum=1")
+        b = self.train("accum-2", "--steps", "3", "--set", "train.batch_size=2", "--set", "train.grad_accum=2")
+        self.assertEqual(a.returncode, 0, a.stderr)
+        self.assertEqual(b.returncode, 0, b.stderr)
+        for ma, mb in zip(metrics(self.w.p("accum-1")), metrics(self.w.p("accum-2"))):
+            self.assertAlmostEqual(ma["loss"], mb["loss"], delta=1e-5 * abs(ma["loss"]))
+            self.assertAlmostEqual(ma["grad_norm"], mb["grad_norm"], delta=1e-4 * ma["grad_norm"])
+
+    def test_metrics_and_outputs(self):
+        out = self.w.p("outputs")
+        r = self.train("outputs", "--steps", "10")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for f in ("model.safetensors", "state.safetensors", "config.toml", "metrics.jsonl"):
+            self.assertTrue(os.path.exists(os.path.join(out, f)), f)
+        m = metrics(out)
+        for k in ("step", "loss", "loss/text", "loss/image", "lr", "grad_norm", "tokens", "ms", "tokens_per_s"):
+            self.assertIn(k, m[0])
+        self.assertIn("val_loss", m[9])
+        self.assertIn("val_loss/image", m[9])
+        self.assertIn("tok/s", r.stdout)
+        r = run(["eval", "--model", os.path.join(out, "model.safetensors"), "--input", self.data, "--json"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        j = json.loads(r.stdout)
+        self.assertEqual(set(j), {"loss", "loss_by_modality", "targets", "targets_by_modality"})
+        self.assertEqual(sum(j["targets_by_modality"].values()), j["targets"])
+        # The resolved config reproduces the run.
+        r = run(["info", "--config", os.path.join(out, "config.toml"), "--json"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertGreater(json.loads(r.stdout)["params_total"], 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
