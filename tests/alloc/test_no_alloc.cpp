@@ -1,12 +1,14 @@
 // A steady-state training step (data batch fill, forward, loss, backward, clipping,
 // AdamW) must make no heap allocation of 64 KiB or more: all large buffers come from
 // the model's arena. This binary interposes malloc & co. to count large requests.
+#include <dlfcn.h>
 #include <malloc.h>
 
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 
 #include "mot/model/model.hpp"
 #include "mot/train/optimizer.hpp"
@@ -22,20 +24,27 @@ namespace {
 std::atomic<bool> counting{false};
 std::atomic<long> large{0}, small{0};
 constexpr size_t kLarge = 64 * 1024;
-void note(size_t n) {
+void* callers[8];
+size_t sizes[8];
+std::atomic<int> n_callers{0};
+void note(size_t n, void* caller) {
   if (!counting.load(std::memory_order_relaxed)) return;
   (n >= kLarge ? large : small).fetch_add(1, std::memory_order_relaxed);
+  if (n >= kLarge) {
+    const int i = n_callers.fetch_add(1);
+    if (i < 8) { callers[i] = caller; sizes[i] = n; }
+  }
 }
 }  // namespace
 
 extern "C" {
-void* malloc(size_t n) { note(n); return __libc_malloc(n); }
-void* calloc(size_t a, size_t b) { note(a * b); return __libc_calloc(a, b); }
-void* realloc(void* p, size_t n) { note(n); return __libc_realloc(p, n); }
-void* memalign(size_t al, size_t n) { note(n); return __libc_memalign(al, n); }
-void* aligned_alloc(size_t al, size_t n) { note(n); return __libc_memalign(al, n); }
+void* malloc(size_t n) { note(n, __builtin_return_address(0)); return __libc_malloc(n); }
+void* calloc(size_t a, size_t b) { note(a * b, __builtin_return_address(0)); return __libc_calloc(a, b); }
+void* realloc(void* p, size_t n) { note(n, __builtin_return_address(0)); return __libc_realloc(p, n); }
+void* memalign(size_t al, size_t n) { note(n, __builtin_return_address(0)); return __libc_memalign(al, n); }
+void* aligned_alloc(size_t al, size_t n) { note(n, __builtin_return_address(0)); return __libc_memalign(al, n); }
 int posix_memalign(void** out, size_t al, size_t n) {
-  note(n);
+  note(n, __builtin_return_address(0));
   *out = __libc_memalign(al, n);
   return *out ? 0 : 12;
 }
@@ -85,6 +94,11 @@ int main() {
     std::printf("step %d loss %.4f | large allocations %ld, small %ld\n", step, s.loss / s.targets, large.load(),
                 small.load());
     if (measure && large.load() > 0) failures++;
+  }
+  for (int i = 0; i < std::min(8, n_callers.load()); ++i) {
+    Dl_info info;
+    if (dladdr(callers[i], &info))
+      std::printf("  large allocation of %zu bytes from %s (%s)\n", sizes[i], info.dli_sname ? info.dli_sname : "?", info.dli_fname);
   }
   if (failures) {
     std::printf("FAIL: steady-state steps made %ld heap allocations of >= 64 KiB\n", large.load());

@@ -357,7 +357,7 @@ TEST(AttentionCpu, PeakyScores) {
     c.T = T;
     c.hd = 16;
     c.row_len = {static_cast<int32_t>(T), static_cast<int32_t>(T - 7)};
-    c.doc_starts = {{}, {T / 3}};
+    c.doc_starts = {{}, {static_cast<int32_t>(T / 3)}};
     c.qk_scale = 3.0;
     c.seed = static_cast<uint32_t>(900 + T);
     check_case(c);

@@ -149,14 +149,18 @@ void check_routing(const ModelConfig& c, const TokenBatch& batch, const Routing&
     for (size_t k = 0; k < g.size(); ++k) {
       EXPECT_EQ(g[k].begin, at);
       EXPECT_LT(g[k].begin, g[k].end);
-      if (k > 0) EXPECT_NE(g[k].copy, g[k - 1].copy) << "adjacent groups with one copy were not merged";
+      if (k > 0) {
+        EXPECT_NE(g[k].copy, g[k - 1].copy) << "adjacent groups with one copy were not merged";
+      }
       for (int64_t s = g[k].begin; s < g[k].end && s < N; ++s)
         EXPECT_EQ(g[k].copy, c.copy_of(static_cast<Component>(comp), c.modality_of_token(r.input[s])))
             << "row " << s;
       at = g[k].end;
     }
     EXPECT_EQ(at, N);
-    if (N == 0) EXPECT_TRUE(g.empty());
+    if (N == 0) {
+      EXPECT_TRUE(g.empty());
+    }
   }
 }
 
@@ -322,7 +326,9 @@ TEST(Routing, DocStartFollowsBos) {
   for (int64_t b2 = 0; b2 < r.B; ++b2)
     for (int64_t t = 0; t < r.row_len[b2]; ++t) {
       EXPECT_LE(r.doc_start[b2 * T + t], t);
-      if (t > 0) EXPECT_GE(r.doc_start[b2 * T + t], r.doc_start[b2 * T + t - 1]);
+      if (t > 0) {
+        EXPECT_GE(r.doc_start[b2 * T + t], r.doc_start[b2 * T + t - 1]);
+      }
     }
 }
 
