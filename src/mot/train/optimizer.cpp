@@ -30,6 +30,8 @@ void adamw_step(Model& m, const TrainConfig& cfg, double lr, int64_t t) {
   s.beta1 = static_cast<float>(cfg.beta1);
   s.beta2 = static_cast<float>(cfg.beta2);
   s.eps = static_cast<float>(cfg.eps);
+  s.one_minus_beta1 = static_cast<float>(1.0 - cfg.beta1);
+  s.one_minus_beta2 = static_cast<float>(1.0 - cfg.beta2);
   s.bias1 = static_cast<float>(1.0 - std::pow(cfg.beta1, static_cast<double>(t)));
   s.bias2 = static_cast<float>(1.0 - std::pow(cfg.beta2, static_cast<double>(t)));
   for (const auto& e : m.table().entries) {

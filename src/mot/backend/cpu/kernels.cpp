@@ -126,8 +126,8 @@ void adamw(float* p, const float* g, float* m, float* v, int64_t n, const AdamWS
 #pragma omp parallel for simd schedule(static)
   for (int64_t i = 0; i < n; ++i) {
     p[i] *= decay;
-    m[i] = s.beta1 * m[i] + (1.0f - s.beta1) * g[i];
-    v[i] = s.beta2 * v[i] + (1.0f - s.beta2) * g[i] * g[i];
+    m[i] = s.beta1 * m[i] + s.one_minus_beta1 * g[i];
+    v[i] = s.beta2 * v[i] + s.one_minus_beta2 * g[i] * g[i];
     const float denom = std::sqrt(v[i]) * inv_sqrt_bias2 + s.eps;
     p[i] -= step_size * m[i] / denom;
   }

@@ -34,6 +34,7 @@ void scale(float* x, int64_t n, float s);
 struct AdamWStep {
   float lr, beta1, beta2, eps, weight_decay;  // weight_decay already 0 for no-decay tensors
   float bias1, bias2;                          // 1 - beta^t
+  float one_minus_beta1, one_minus_beta2;      // computed in double: 1 - 0.999f is not 0.001
 };
 void adamw(float* p, const float* g, float* m, float* v, int64_t n, const AdamWStep& s);
 
