@@ -189,7 +189,8 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& where) {
   } else if (c.arch == "mot") {
     c.untie[0] = c.untie[1] = c.untie[2] = true;
   }
-  if (!r.has("modalities")) fail(where, ": missing required key 'modalities'");
+  if (!r.has("modalities"))
+    fail(where, ": missing required key 'modalities' (set it, or point [data] path at a data directory with vocab.json)");
   const json& mods = r.raw("modalities");
   if (!mods.is_array() || mods.empty()) fail(where, ".modalities: expected a non-empty list of {name, begin, end}");
   for (size_t i = 0; i < mods.size(); ++i) {
@@ -403,8 +404,29 @@ std::string RunConfig::to_toml() const {
   return os.str();
 }
 
+namespace {
+// Fills vocab_size / bos_id / modalities the model table leaves out from
+// <data>/vocab.json, the vocabulary a data directory was tokenised with.
+void fill_vocab_from_data(json& model, const json& data) {
+  if (model.contains("vocab_size") && model.contains("modalities")) return;
+  if (!data.is_object() || !data.contains("path") || !data["path"].is_string()) return;
+  const std::string path = data["path"].get<std::string>() + "/vocab.json";
+  std::ifstream f(path);
+  if (!f) return;
+  json v;
+  try {
+    v = json::parse(f);
+  } catch (const json::exception&) {
+    fail(path, ": not valid JSON");
+  }
+  if (!v.is_object()) fail(path, ": expected a JSON object");
+  for (const char* k : {"vocab_size", "bos_id", "modalities"})
+    if (!model.contains(k) && v.contains(k)) model[k] = v[k];
+}
+}  // namespace
+
 RunConfig run_config_from_toml_text(const std::string& text, const std::string& origin,
-                                    const std::vector<std::string>& overrides) {
+                                    const std::vector<std::string>& overrides, const std::string& data_path) {
   toml::table root;
   try {
     root = toml::parse(text, origin);
@@ -414,6 +436,8 @@ RunConfig run_config_from_toml_text(const std::string& text, const std::string& 
   }
   for (const auto& kv : overrides) apply_override(root, kv);
   json j = toml_to_json(root);
+  if (!data_path.empty()) j["data"]["path"] = data_path;
+  if (j.contains("model") && j["model"].is_object()) fill_vocab_from_data(j["model"], j.value("data", json::object()));
   for (auto it = j.begin(); it != j.end(); ++it)
     if (it.key() != "model" && it.key() != "train" && it.key() != "data")
       fail(origin, ": unknown table or key '", it.key(), "' (expected [model], [train], [data])");
@@ -425,12 +449,13 @@ RunConfig run_config_from_toml_text(const std::string& text, const std::string& 
   return rc;
 }
 
-RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides,
+                          const std::string& data_path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) fail(path, ": cannot open config file");
   std::stringstream ss;
   ss << f.rdbuf();
-  return run_config_from_toml_text(ss.str(), path, overrides);
+  return run_config_from_toml_text(ss.str(), path, overrides, data_path);
 }
 
 }  // namespace mot

@@ -84,8 +84,12 @@ struct RunConfig {
 
 // Reads a TOML config, applies `key=value` overrides ("model.dim=64",
 // "train.lr=1e-3"; the value is parsed as TOML, else taken as a string), validates.
-RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides);
+// `data_path` (if not empty) replaces [data] path. Keys the [model] table leaves out
+// among vocab_size, bos_id and modalities are taken from the data directory's
+// vocab.json when it has one (written by `mot data synth`).
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides,
+                          const std::string& data_path = "");
 RunConfig run_config_from_toml_text(const std::string& text, const std::string& origin,
-                                    const std::vector<std::string>& overrides);
+                                    const std::vector<std::string>& overrides, const std::string& data_path = "");
 
 }  // namespace mot

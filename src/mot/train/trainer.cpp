@@ -79,27 +79,29 @@ int run_training(const TrainOptions& opt) {
     for (const auto& kv : opt.overrides)
       if (kv.rfind("train.", 0) != 0 && kv.rfind("data.", 0) != 0)
         fail("--set ", kv, ": a resumed run keeps its model; only train.* and data.* may change");
-    rc = load_run_config(paths.config, opt.overrides);
+    rc = load_run_config(paths.config, opt.overrides, opt.data);
   } else {
     if (opt.config_path.empty()) fail("--config C.toml is required (or --resume an existing run)");
     if (fs::exists(paths.model) || fs::exists(paths.state))
       fail(opt.out_dir, ": already holds a run; pass --resume to continue it or choose another --out");
-    rc = load_run_config(opt.config_path, opt.overrides);
+    rc = load_run_config(opt.config_path, opt.overrides, opt.data);
   }
   if (opt.steps > 0) rc.train.steps = opt.steps;
-  if (!opt.data.empty()) rc.data.path = opt.data;
   const ModelConfig& mc = rc.model;
   const TrainConfig& tc = rc.train;
   set_threads(static_cast<int>(tc.threads));
 
   auto train_src = data::open_source(rc.data.path, mc, tc.seq_len, "train", true, static_cast<uint64_t>(tc.seed));
-  std::unique_ptr<data::RowSource> val_src;
-  if (!rc.data.val_path.empty())
-    val_src = data::open_source(rc.data.val_path, mc, tc.seq_len, "train", false, 0);
-  else
-    val_src = data::open_source(rc.data.path, mc, tc.seq_len, "val", false, 0);
-
-  const int64_t row_len = std::max(train_src->row_len(), val_src ? val_src->row_len() : 0);
+  std::vector<data::NamedSource> vals;
+  if (!rc.data.val_path.empty()) {
+    vals = data::open_val_sets(rc.data.val_path, mc, tc.seq_len);
+    if (vals.empty()) vals.push_back({"", data::open_source(rc.data.val_path, mc, tc.seq_len, "train", false, 0)});
+  } else {
+    vals = data::open_val_sets(rc.data.path, mc, tc.seq_len);
+  }
+  int64_t val_len = 0;
+  for (const auto& v : vals) val_len = std::max(val_len, v.src->row_len());
+  const int64_t row_len = std::max(train_src->row_len(), val_len);
   Model model(mc, tc.batch_size, row_len, true);
 
   const std::string run_json = rc.to_json().dump();
@@ -182,9 +184,22 @@ int run_training(const TrainOptions& opt) {
                  {"ms", ms}, {"tokens_per_s", targets / (ms / 1000.0)}};
     for (int m = 0; m < mc.n_modalities(); ++m)
       if (sums.targets_by_mod[m] > 0) line["loss/" + mc.modalities[m].name] = sums.by_mod[m] / sums.targets_by_mod[m];
-    const bool do_eval = val_src && ((tc.eval_every > 0 && done % tc.eval_every == 0) || done == end_step);
+    const bool do_eval = !vals.empty() && ((tc.eval_every > 0 && done % tc.eval_every == 0) || done == end_step);
+    std::string val_text;
     if (do_eval) {
-      val = evaluate(model, *val_src, tc.batch_size, tc.eval_batches * tc.batch_size, eval_scratch);
+      val.reset(mc.n_modalities());
+      const bool named = vals.size() > 1 || !vals[0].name.empty();
+      for (const auto& v : vals) {
+        const LossSums part = evaluate(model, *v.src, tc.batch_size, tc.eval_batches * tc.batch_size, eval_scratch);
+        val.add(part);
+        if (!named) continue;
+        const std::string key = "val/" + v.name + "/loss";
+        line[key] = part.targets ? part.loss / part.targets : 0.0;
+        for (int m = 0; m < mc.n_modalities(); ++m)
+          if (part.targets_by_mod[m] > 0) line[key + "/" + mc.modalities[m].name] = part.by_mod[m] / part.targets_by_mod[m];
+        val_text += cat("  val   ", v.name, " | loss ", fmt("%.4f", part.targets ? part.loss / part.targets : 0.0), " |",
+                        modality_losses(mc, part), "\n");
+      }
       line["val_loss"] = val.targets ? val.loss / val.targets : 0.0;
       for (int m = 0; m < mc.n_modalities(); ++m)
         if (val.targets_by_mod[m] > 0) line["val_loss/" + mc.modalities[m].name] = val.by_mod[m] / val.targets_by_mod[m];
@@ -199,8 +214,8 @@ int run_training(const TrainOptions& opt) {
       std::fflush(stdout);
     }
     if (do_eval) {
-      std::printf("  val   step %lld | loss %.4f |%s\n", static_cast<long long>(done),
-                  val.targets ? val.loss / val.targets : 0.0, modality_losses(mc, val).c_str());
+      std::printf("  val   step %lld | loss %.4f |%s\n%s", static_cast<long long>(done),
+                  val.targets ? val.loss / val.targets : 0.0, modality_losses(mc, val).c_str(), val_text.c_str());
       std::fflush(stdout);
     }
     const bool stop = opt.stop_at > 0 && done == opt.stop_at;
