@@ -1,0 +1,43 @@
+// Text tokenizer: SentencePiece BPE (Debian libsentencepiece-dev), trained on the
+// corpus. Ids 0..3 are <unk>, <s> (BOS), </s> (EOS), and <boi>/<eoi> (begin/end of
+// image) follow as user-defined symbols, so every special token lies in the text
+// modality's range [0, vocab_size).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sentencepiece {
+class SentencePieceProcessor;
+}
+
+namespace mot::data {
+
+class TextTokenizer {
+ public:
+  TextTokenizer();
+  ~TextTokenizer();
+  TextTokenizer(TextTokenizer&&) noexcept;
+  TextTokenizer& operator=(TextTokenizer&&) noexcept;
+
+  // Trains BPE with `vocab_size` pieces on the sentences.
+  static TextTokenizer train(const std::vector<std::string>& sentences, int vocab_size);
+  static TextTokenizer load(const std::string& path);  // a .model file
+  void save(const std::string& path) const;           // atomic
+
+  std::vector<int> encode(const std::string& text) const;
+  std::string decode(const std::vector<int>& ids) const;  // skips special ids
+  int vocab_size() const;
+  int unk_id() const { return 0; }
+  int bos_id() const { return 1; }
+  int eos_id() const { return 2; }
+  int boi_id() const;  // <boi>
+  int eoi_id() const;  // <eoi>
+  std::string piece(int id) const;
+
+ private:
+  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  std::string proto_;
+};
+
+}  // namespace mot::data
