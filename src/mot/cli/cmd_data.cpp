@@ -5,6 +5,11 @@
 #include "mot/data/dataset.hpp"
 #include "mot/data/shard.hpp"
 #include "mot/data/synth_tokens.hpp"
+#include "mot/data/corpus.hpp"
+#include "mot/data/image.hpp"
+#include "mot/data/vq.hpp"
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include "mot/model/config.hpp"
 
 namespace mot::cli {
@@ -12,6 +17,79 @@ namespace mot::cli {
 void register_data(CLI::App& app, Action& action) {
   auto* data = app.add_subcommand("data", "Make and inspect training data");
   data->require_subcommand(1);
+
+  auto co = std::make_shared<data::CorpusOptions>();
+  auto* corpus = data->add_subcommand("synth", "Generate the built-in text+image corpus: scenes, captions, tokenizers, shards");
+  corpus->add_option("--out", co->out, "output data directory")->required();
+  corpus->add_option("--seed", co->seed, "seed (same seed -> same bytes)");
+  corpus->add_option("--scenes", co->scenes, "training documents (one scene each)");
+  corpus->add_option("--val-scenes", co->val_scenes, "held-out scenes (each gives a gen, a cap and a qa document)");
+  corpus->add_option("--image-size", co->image_size, "image side in pixels");
+  corpus->add_option("--patch", co->patch, "VQ patch side in pixels");
+  corpus->add_option("--codebook", co->codebook, "VQ codebook size (image vocabulary)");
+  corpus->add_option("--text-vocab", co->text_vocab, "SentencePiece BPE vocabulary size");
+  corpus->add_option("--max-objects", co->max_objects, "objects per scene, at most (1-3)");
+  corpus->add_option("--mix-gen", co->mix_gen, "share of caption->image documents");
+  corpus->add_option("--mix-cap", co->mix_cap, "share of image->caption documents");
+  corpus->add_option("--mix-qa", co->mix_qa, "share of text-only question/answer documents");
+  corpus->add_option("--vq-iters", co->vq_iters, "k-means iterations");
+  corpus->add_flag("--force", co->force, "overwrite a non-empty output directory");
+  corpus->callback([co, &action] {
+    action = [co] {
+      data::synth_corpus(*co);
+      return 0;
+    };
+  });
+
+  struct ShowOpts2 { std::string dir, split = "train", out; int64_t doc = 0; int scale = 1; };
+  auto sh = std::make_shared<ShowOpts2>();
+  auto* showdoc = data->add_subcommand("show", "Print a document of a synth corpus and write its image as PNG");
+  showdoc->add_option("dir", sh->dir, "data directory made by `mot data synth`")->required();
+  showdoc->add_option("--doc", sh->doc, "document index")->check(CLI::NonNegativeNumber);
+  showdoc->add_option("--split", sh->split, "shard name without .shard: train-000, val-gen, val-cap, val-qa");
+  showdoc->add_option("--out", sh->out, "PNG file for the document's image (several images: F-1.png, ...)");
+  showdoc->add_option("--scale", sh->scale, "enlarge the PNG by this factor (nearest neighbour)")->check(CLI::Range(1, 32));
+  showdoc->callback([sh, &action] {
+    action = [sh] {
+      std::string name = sh->split == "train" ? "train-000" : sh->split;
+      const data::Shard s = data::Shard::open(sh->dir + "/" + name + ".shard");
+      if (static_cast<size_t>(sh->doc) >= s.n_docs())
+        fail("--doc ", sh->doc, " is out of range: ", name, " holds ", s.n_docs(), " documents");
+      const uint64_t b = s.doc_offset(sh->doc), e = s.doc_offset(sh->doc + 1);
+      std::vector<uint32_t> toks;
+      for (uint64_t i = b; i < e; ++i) toks.push_back(s.token(i));
+      const data::DecodedDoc d = data::decode_document(sh->dir, toks);
+      std::printf("%s document %lld (%zu tokens): %s\n", name.c_str(), static_cast<long long>(sh->doc), toks.size(),
+                  d.text.c_str());
+      if (d.images.empty()) return 0;
+      if (sh->out.empty()) {
+        std::printf("(%zu image(s); pass --out F.png to write them)\n", d.images.size());
+        return 0;
+      }
+      const data::VqCodebook vq = data::VqCodebook::load(sh->dir + "/vq.safetensors");
+      std::ifstream vf(sh->dir + "/vocab.json");
+      const auto v = nlohmann::json::parse(vf);
+      const int size = v.at("image_size").get<int>();
+      for (size_t i = 0; i < d.images.size(); ++i) {
+        if (d.images[i].size() != static_cast<size_t>((size / vq.patch) * (size / vq.patch)))
+          fail("document ", sh->doc, ": image ", i + 1, " has ", d.images[i].size(), " tokens, expected ",
+               (size / vq.patch) * (size / vq.patch));
+        std::string path = sh->out;
+        if (d.images.size() > 1) {
+          auto dot = path.rfind(".png");
+          path = (dot == std::string::npos ? path : path.substr(0, dot)) + "-" + std::to_string(i + 1) + ".png";
+        }
+        const data::Image img = vq.decode(d.images[i].data(), size, size);
+        data::Image big(size * sh->scale, size * sh->scale);
+        for (int y = 0; y < big.height; ++y)
+          for (int x = 0; x < big.width; ++x)
+            std::copy(img.at(x / sh->scale, y / sh->scale), img.at(x / sh->scale, y / sh->scale) + 3, big.at(x, y));
+        data::write_png(path, big);
+        std::printf("wrote %s\n", path.c_str());
+      }
+      return 0;
+    };
+  });
 
   struct SynthOpts { std::string config, out; int64_t tokens = 1'000'000, val_tokens = 50'000; uint64_t seed = 1; };
   auto so = std::make_shared<SynthOpts>();

@@ -2,6 +2,7 @@
 
 #include <spng.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -102,6 +103,11 @@ Image read_png(const std::string& path) {
   // SPNG_FMT_RGB8 converts every colour type and bit depth (grey, palette, 16-bit,
   // alpha is dropped); no gamma correction, the samples are taken as they are.
   rc = spng_decode_image(ctx.get(), img.rgb.data(), img.rgb.size(), SPNG_FMT_RGB8, 0);
+  if (rc) fail(path, ": corrupt or truncated PNG: ", spng_strerror(rc));
+  // libspng stops reading once it has every scanline, so the rest of the last IDAT
+  // chunk (its CRC included) would go unchecked; reading the chunks after the image
+  // verifies them up to IEND.
+  rc = spng_decode_chunks(ctx.get());
   if (rc) fail(path, ": corrupt or truncated PNG: ", spng_strerror(rc));
   // libspng stops after the image data; a file cut anywhere after that (including in
   // the IEND chunk) would otherwise pass. Every complete PNG ends with IEND.

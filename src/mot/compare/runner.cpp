@@ -1,0 +1,145 @@
+#include "mot/compare/runner.hpp"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "mot/core/error.hpp"
+
+extern char** environ;
+
+namespace mot::compare {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Last {
+  int64_t step = 0;
+  double loss = 0;
+};
+
+// The last complete line of metrics.jsonl.
+Last last_metrics(const std::string& run_dir) {
+  Last l;
+  std::ifstream f(run_dir + "/metrics.jsonl");
+  std::string line, last;
+  while (std::getline(f, line))
+    if (!line.empty()) last = line;
+  if (last.empty()) return l;
+  try {
+    auto j = nlohmann::json::parse(last);
+    l.step = j.value("step", int64_t{0});
+    l.loss = j.value("loss", 0.0);
+  } catch (const nlohmann::json::exception&) {
+  }
+  return l;
+}
+
+pid_t spawn(const TrainJob& job, bool resume) {
+  std::error_code ec;
+  fs::create_directories(job.run_dir, ec);
+  if (ec) fail(job.run_dir, ": cannot create: ", ec.message());
+  std::vector<std::string> argv = {"mot", "train"};
+  if (resume) {
+    argv.insert(argv.end(), {"--resume", "--out", job.run_dir, "--steps", std::to_string(job.steps)});
+  } else {
+    argv.insert(argv.end(), job.args.begin(), job.args.end());
+    argv.insert(argv.end(), {"--out", job.run_dir, "--steps", std::to_string(job.steps)});
+  }
+  std::vector<char*> cargv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  const std::string log = job.run_dir + "/train.log";
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, cargv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) fail("cannot start the training of ", job.label, ": ", std::strerror(rc));
+  return pid;
+}
+
+}  // namespace
+
+bool run_finished(const std::string& run_dir, int64_t steps) {
+  return fs::exists(run_dir + "/model.safetensors") && last_metrics(run_dir).step >= steps;
+}
+
+void run_train_jobs(const std::vector<TrainJob>& jobs, int parallel) {
+  struct Running {
+    size_t job;
+    pid_t pid;
+  };
+  std::vector<Running> running;
+  size_t next = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  double last_print = -1e9;
+  size_t done = 0;
+  while (next < jobs.size() || !running.empty()) {
+    while (next < jobs.size() && static_cast<int>(running.size()) < std::max(1, parallel)) {
+      const TrainJob& j = jobs[next];
+      if (run_finished(j.run_dir, j.steps)) {
+        std::fprintf(stderr, "  %-22s already finished, skipped\n", j.label.c_str());
+        ++next;
+        ++done;
+        continue;
+      }
+      const bool resume = fs::exists(j.run_dir + "/state.safetensors");
+      running.push_back({next, spawn(j, resume)});
+      std::fprintf(stderr, "  %-22s %s (log: %s/train.log)\n", j.label.c_str(), resume ? "resumed" : "started",
+                   j.run_dir.c_str());
+      ++next;
+    }
+    for (size_t i = 0; i < running.size();) {
+      int status = 0;
+      const pid_t r = waitpid(running[i].pid, &status, WNOHANG);
+      if (r == 0) { ++i; continue; }
+      const TrainJob& j = jobs[running[i].job];
+      if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        for (auto& other : running)
+          if (other.pid != running[i].pid) kill(other.pid, SIGINT);
+        for (auto& other : running)
+          if (other.pid != running[i].pid) waitpid(other.pid, nullptr, 0);
+        const std::string why = WIFEXITED(status) ? cat("exit status ", WEXITSTATUS(status))
+                                                  : cat("signal ", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        fail("training ", j.label, " failed (", why, "); see ", j.run_dir, "/train.log");
+      }
+      ++done;
+      const Last l = last_metrics(j.run_dir);
+      std::fprintf(stderr, "  %-22s done: %lld steps, final train loss %.4f [%zu/%zu runs, %.0f s]\n", j.label.c_str(),
+                   static_cast<long long>(l.step), l.loss, done, jobs.size(), elapsed());
+      running.erase(running.begin() + static_cast<long>(i));
+    }
+    if (!running.empty() && elapsed() - last_print >= 10.0) {
+      last_print = elapsed();
+      std::string line = cat("  [", static_cast<int>(elapsed()), " s]");
+      for (const auto& r : running) {
+        const TrainJob& j = jobs[r.job];
+        const Last l = last_metrics(j.run_dir);
+        char buf[160];
+        std::snprintf(buf, sizeof buf, " | %s %lld/%lld loss %.3f", j.label.c_str(), static_cast<long long>(l.step),
+                      static_cast<long long>(j.steps), l.loss);
+        line += buf;
+      }
+      std::fprintf(stderr, "%s\n", line.c_str());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+}  // namespace mot::compare

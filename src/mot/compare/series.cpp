@@ -1,0 +1,72 @@
+#include "mot/compare/series.hpp"
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "mot/core/error.hpp"
+
+namespace mot::compare {
+
+std::map<std::string, Series> read_metrics(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) fail(path, ": cannot open metrics");
+  std::map<std::string, Series> out;
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.empty()) continue;
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception&) {
+      continue;  // a torn last line of a run that was killed
+    }
+    if (!j.contains("step")) continue;
+    const double step = j["step"].get<double>();
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if (it.key() == "step" || !it.value().is_number()) continue;
+      auto& s = out[it.key()];
+      s.steps.push_back(step);
+      s.values.push_back(it.value().get<double>());
+    }
+  }
+  return out;
+}
+
+std::optional<double> first_step_reaching(const Series& s, double target) {
+  for (size_t i = 0; i < s.values.size(); ++i) {
+    if (s.values[i] > target) continue;
+    if (i == 0) return s.steps[0];
+    const double v0 = s.values[i - 1], v1 = s.values[i];
+    const double frac = v0 > v1 ? (v0 - target) / (v0 - v1) : 1.0;
+    return s.steps[i - 1] + frac * (s.steps[i] - s.steps[i - 1]);
+  }
+  return std::nullopt;
+}
+
+std::optional<double> step_matching_ratio(const Series& dense, const Series& variant) {
+  if (dense.empty() || variant.empty()) return std::nullopt;
+  auto step = first_step_reaching(variant, dense.final_value());
+  if (!step) return std::nullopt;
+  return *step / dense.final_step();
+}
+
+Series mean_series(const std::vector<const Series*>& runs) {
+  Series m;
+  if (runs.empty()) return m;
+  const Series& first = *runs[0];
+  for (size_t i = 0; i < first.steps.size(); ++i) {
+    double sum = 0;
+    int n = 0;
+    for (const Series* r : runs)
+      for (size_t k = 0; k < r->steps.size(); ++k)
+        if (r->steps[k] == first.steps[i]) { sum += r->values[k]; ++n; break; }
+    if (n == static_cast<int>(runs.size())) {
+      m.steps.push_back(first.steps[i]);
+      m.values.push_back(sum / n);
+    }
+  }
+  return m;
+}
+
+}  // namespace mot::compare
