@@ -62,15 +62,18 @@ void put_patch(Image& img, int patch, int px, int py, const float* v) {
           static_cast<uint8_t>(std::lround(std::clamp(v[dy * patch * 3 + i], 0.0f, 1.0f) * 255.0f));
 }
 
-// 1 to 4 axis-aligned rectangles of flat colour over a flat background, with
-// real-valued corners and 4x4 supersampling, so edges get intermediate colours.
+// 1 to 4 axis-aligned rectangles over a background, all in colours from a fixed
+// 12-colour palette, with real-valued corners and 4x4 supersampling, so edges get
+// intermediate (anti-aliased) colours.
 Image rect_image(Rng& rng, int size) {
+  static const uint8_t palette[12][3] = {{0, 0, 0},     {255, 255, 255}, {220, 30, 30},  {30, 180, 60},
+                                         {40, 70, 220}, {240, 220, 40},  {150, 60, 190}, {250, 140, 20},
+                                         {40, 200, 210}, {120, 120, 120}, {110, 70, 30},  {250, 170, 200}};
   struct Rect {
     float x0, y0, x1, y1;
-    uint8_t c[3];
+    const uint8_t* c;
   };
-  uint8_t bg[3];
-  for (auto& c : bg) c = static_cast<uint8_t>(rng.below(256));
+  const uint8_t* bg = palette[rng.below(12)];
   std::vector<Rect> rects(1 + rng.below(4));
   for (auto& r : rects) {
     const float w = size * (0.15f + 0.5f * static_cast<float>(rng.uniform()));
@@ -79,7 +82,7 @@ Image rect_image(Rng& rng, int size) {
     r.y0 = static_cast<float>(rng.uniform()) * (size - h);
     r.x1 = r.x0 + w;
     r.y1 = r.y0 + h;
-    for (auto& c : r.c) c = static_cast<uint8_t>(rng.below(256));
+    r.c = palette[rng.below(12)];
   }
   Image img(size, size);
   for (int y = 0; y < size; ++y)
@@ -221,7 +224,7 @@ TEST(Vq, CentroidImagesRoundTripExactly) {
         }
       }
     cb.validate("test");
-    for (auto [w, h] : {std::pair{32, 32}, std::pair{patch, patch}, std::pair{patch * 7, patch * 3}}) {
+    for (auto [w, h] : {std::pair{patch * 8, patch * 8}, std::pair{patch, patch}, std::pair{patch * 7, patch * 3}}) {
       const int n = (w / patch) * (h / patch);
       std::vector<uint32_t> want(n);
       for (auto& t : want) t = static_cast<uint32_t>(rng.below(cb.K));
@@ -278,25 +281,36 @@ TEST(Vq, FewerDistinctPatchesThanK) {
   EXPECT_DOUBLE_EQ(mot::data::reconstruction_psnr(cb, images), 100.0);
 }
 
-// Reconstruction quality bounds (dB, mean over held-out images). Measured with the
-// settings below (patch 4, K 256, 1500 training images, 10 iterations): rectangles
-// ~31.6 dB, scenes ~33.5 dB (see the printed values). The bounds leave a margin of a few dB.
-constexpr double kRectPsnrBound = 28.0;
-constexpr double kScenePsnrBound = 30.0;
+// Reconstruction quality bounds (dB, mean over 300 held-out 32x32 images) for patch 4,
+// K=256, 1500 training images (96,000 patches), 10 iterations. Measured on the
+// development machine: rectangles 24.36 dB held-out (25.13 train), scenes 25.42 dB
+// held-out (25.92 train); the test prints the values. At K=1024 scenes reach ~29.4 dB
+// (see VqPerf). The bounds leave ~2 dB of margin.
+constexpr double kRectPsnrBound = 22.5;
+constexpr double kScenePsnrBound = 23.5;
 
 TEST(Vq, ReconstructionPsnrOnRectangleImages) {
   const std::vector<Image> train = rect_images(100, 1500), test = rect_images(200, 300);
   const auto t0 = std::chrono::steady_clock::now();
-  const VqCodebook cb = VqCodebook::train(train, 4, 256, 7, 10, 0, {});
+  std::vector<double> distortion;
+  const VqCodebook cb =
+      VqCodebook::train(train, 4, 256, 7, 10, 0, [&](int, int, double d) { distortion.push_back(d); });
   const double train_s = seconds_since(t0);
   const double p_train = mot::data::reconstruction_psnr(cb, train);
   const double p_test = mot::data::reconstruction_psnr(cb, test);
   std::printf("[ vq rects ] K=256, 96000 patches, train %.2f s; PSNR train %.2f dB, held-out %.2f dB (bound %.1f)\n",
               train_s, p_train, p_test, kRectPsnrBound);
   EXPECT_GT(p_test, kRectPsnrBound);
-  // A bigger codebook reconstructs better.
+  // Lloyd iterations cut the distortion of the k-means++ seeding substantially, and a
+  // bigger codebook reconstructs better.
+  ASSERT_GE(distortion.size(), 2u);
+  std::printf("[ vq rects ] distortion per patch: after seeding %.5f, after %zu iterations %.5f\n", distortion[0],
+              distortion.size(), distortion.back());
+  EXPECT_LT(distortion.back(), 0.8 * distortion[0]);
   const VqCodebook small = VqCodebook::train(train, 4, 32, 7, 10, 0, {});
-  EXPECT_LT(mot::data::reconstruction_psnr(small, test), p_test);
+  const double p_small = mot::data::reconstruction_psnr(small, test);
+  std::printf("[ vq rects ] held-out PSNR with K=32: %.2f dB\n", p_small);
+  EXPECT_LT(p_small + 1.0, p_test);
 }
 
 TEST(Vq, ReconstructionPsnrOnScenes) {

@@ -37,7 +37,7 @@ void check_options(const CorpusOptions& o) {
   if (o.image_size % o.patch) fail("--image-size ", o.image_size, " is not a multiple of --patch ", o.patch);
   if (o.image_size < 16) fail("--image-size must be at least 16 pixels for shapes to be recognisable");
   if (o.codebook < 2 || o.codebook > 65536) fail("--codebook must be in [2, 65536] (got ", o.codebook, ")");
-  if (o.text_vocab < 64 || o.text_vocab > 65536) fail("--text-vocab must be in [64, 65536] (got ", o.text_vocab, ")");
+  if (o.text_vocab < 128 || o.text_vocab > 65536) fail("--text-vocab must be in [128, 65536] (got ", o.text_vocab, ")");
   if (o.max_objects < 1 || o.max_objects > 3) fail("--max-objects must be 1, 2 or 3");
   if (o.mix_gen < 0 || o.mix_cap < 0 || o.mix_qa < 0 || o.mix_gen + o.mix_cap + o.mix_qa <= 0)
     fail("--mix weights must be >= 0 with a positive sum");
@@ -217,7 +217,6 @@ void synth_corpus(const CorpusOptions& o) {
   summary["vq_psnr_db"] = {{"train", psnr_train}, {"heldout", psnr_val}};
   summary["text_vocab"] = V_text;
   summary["codebook"] = o.codebook;
-  summary["seconds"] = secs();
   io::write_file_atomic(o.out + "/summary.json", summary.dump(2) + "\n");
   progress(o, cat("wrote ", o.out, " (", secs(), " s): ", summary["shards"]["train-000.shard"]["tokens"].get<int64_t>(),
                   " training tokens"));

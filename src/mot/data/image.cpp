@@ -109,10 +109,10 @@ Image read_png(const std::string& path) {
   // verifies them up to IEND.
   rc = spng_decode_chunks(ctx.get());
   if (rc) fail(path, ": corrupt or truncated PNG: ", spng_strerror(rc));
-  // libspng stops after the image data; a file cut anywhere after that (including in
-  // the IEND chunk) would otherwise pass. Every complete PNG ends with IEND.
+  // libspng accepts a file cut inside the IEND chunk. A complete PNG ends with the
+  // 12-byte IEND chunk (the spec allows nothing after it), so require exactly that.
   if (std::memcmp(bytes.data() + bytes.size() - sizeof kIend, kIend, sizeof kIend) != 0)
-    fail(path, ": truncated PNG (does not end with an IEND chunk)");
+    fail(path, ": truncated PNG, or data after its end (the file does not end with an IEND chunk)");
   return img;
 }
 

@@ -167,7 +167,8 @@ void check_object(const SceneObject& o) {
   if (o.shape < 0 || o.shape >= kNumShapes) fail("scene: shape index ", o.shape, " out of range");
   if (o.color < 0 || o.color >= kNumColors) fail("scene: colour index ", o.color, " out of range");
   if (o.size != 0 && o.size != 1) fail("scene: size must be 0 or 1, got ", o.size);
-  if (!(std::isfinite(o.cx) && std::isfinite(o.cy))) fail("scene: non-finite object centre");
+  if (!(o.cx >= 0.f && o.cx <= 1.f && o.cy >= 0.f && o.cy <= 1.f))
+    fail("scene: object centre (", o.cx, ", ", o.cy, ") outside [0, 1]");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -568,28 +569,80 @@ std::string qa_text(const Scene& s, Rng& rng) {
 namespace {
 
 struct Fit {
-  int shape;
+  int shape, blur;
   float cx, cy, r, err;
 };
+
+// Templates are also compared after a Gaussian blur of these standard deviations (pixels),
+// so soft-edged images (e.g. generated ones) still match the right shape.
+constexpr int kBlurLevels = 4;
+constexpr int kBlurTaps = 3;  // kernel radius
+struct BlurKernels {
+  float w[kBlurLevels][2 * kBlurTaps + 1];
+  BlurKernels() {
+    const float sigma[kBlurLevels] = {0.f, 0.6f, 1.0f, 1.5f};
+    for (int b = 0; b < kBlurLevels; ++b) {
+      float sum = 0;
+      for (int k = -kBlurTaps; k <= kBlurTaps; ++k) {
+        const float v = b == 0 ? (k == 0 ? 1.f : 0.f) : std::exp(-0.5f * k * k / (sigma[b] * sigma[b]));
+        w[b][k + kBlurTaps] = v;
+        sum += v;
+      }
+      for (float& v : w[b]) v /= sum;
+    }
+  }
+};
+const BlurKernels kBlur;
 
 // Coverage map of one component over a region, and the template fit against it.
 struct CoverageMap {
   int x0, y0, w, h;
   std::vector<float> alpha;  // w * h
   double sum_sq = 0;         // sum of alpha^2
+  mutable std::vector<float> t1, t2;  // scratch for blurred templates
   float at(int x, int y) const {
     const int i = x - x0, j = y - y0;
     return (i < 0 || j < 0 || i >= w || j >= h) ? 0.f : alpha[static_cast<size_t>(j) * w + i];
   }
-  // Sum of squared residuals between the map and a template (zero outside both).
-  float error(int shape, float cx, float cy, float r) const {
+  // Sum of squared residuals between the map and a (blurred) template, zero outside both.
+  float error(int shape, int blur, float cx, float cy, float r) const {
     const int tx0 = static_cast<int>(std::floor(cx - r)), tx1 = static_cast<int>(std::floor(cx + r));
     const int ty0 = static_cast<int>(std::floor(cy - r)), ty1 = static_cast<int>(std::floor(cy + r));
     double e = sum_sq;  // pixels the template does not reach keep their alpha^2
-    cover_box(shape, tx0, tx1, ty0, ty1, cx, cy, r, [&](int x, int y, float t) {
-      const float a = at(x, y);
-      e += (t - a) * (t - a) - a * a;
-    });
+    if (blur == 0) {
+      cover_box(shape, tx0, tx1, ty0, ty1, cx, cy, r, [&](int x, int y, float t) {
+        const float a = at(x, y);
+        e += (t - a) * (t - a) - a * a;
+      });
+      return static_cast<float>(e);
+    }
+    // Template on a box padded by the kernel radius, then a separable blur.
+    const int P = kBlurTaps, bx0 = tx0 - P, by0 = ty0 - P;
+    const int bw = tx1 - tx0 + 1 + 2 * P, bh = ty1 - ty0 + 1 + 2 * P;
+    t1.assign(static_cast<size_t>(bw) * bh, 0.f);
+    t2.assign(static_cast<size_t>(bw) * bh, 0.f);
+    cover_box(shape, tx0, tx1, ty0, ty1, cx, cy, r,
+              [&](int x, int y, float t) { t1[static_cast<size_t>(y - by0) * bw + (x - bx0)] = t; });
+    const float* k = kBlur.w[blur];
+    for (int j = P; j < bh - P; ++j)  // horizontal: only rows the template touches
+      for (int i = 0; i < bw; ++i) {
+        float v = 0;
+        for (int d = -P; d <= P; ++d) {
+          const int ii = i + d;
+          if (ii >= 0 && ii < bw) v += k[d + P] * t1[static_cast<size_t>(j) * bw + ii];
+        }
+        t2[static_cast<size_t>(j) * bw + i] = v;
+      }
+    for (int j = 0; j < bh; ++j)
+      for (int i = 0; i < bw; ++i) {
+        float v = 0;
+        for (int d = -P; d <= P; ++d) {
+          const int jj = j + d;
+          if (jj >= 0 && jj < bh) v += k[d + P] * t2[static_cast<size_t>(jj) * bw + i];
+        }
+        const float a = at(bx0 + i, by0 + j);
+        e += (v - a) * (v - a) - a * a;
+      }
     return static_cast<float>(e);
   }
 };
@@ -606,7 +659,7 @@ Fit refine(const CoverageMap& m, Fit f) {
         else if (k < 4) g.cy += sign * step_c;
         else g.r += sign * step_r;
         if (g.r <= 0.5f) continue;
-        g.err = m.error(g.shape, g.cx, g.cy, g.r);
+        g.err = m.error(g.shape, g.blur, g.cx, g.cy, g.r);
         if (g.err < f.err) f = g, improved = true;
       }
       if (!improved) break;
@@ -647,14 +700,25 @@ std::vector<Detected> analyze_image(const Image& img) {
     for (int k = 0; k < 3; ++k) d = std::max(d, std::fabs(img.rgb[i * 3 + k] - bg[k]));
     diff[i] = d;
   }
-  const float kThreshold = 48.f;
+  // Foreground threshold: 48 levels, raised to 4x the border's median deviation on noisy images.
+  float threshold = 48.f;
+  {
+    std::vector<float> bd;
+    for (int x = 0; x < W; ++x)
+      for (int y : {0, H - 1}) bd.push_back(diff[static_cast<size_t>(y) * W + x]);
+    for (int y = 1; y + 1 < H; ++y)
+      for (int x : {0, W - 1}) bd.push_back(diff[static_cast<size_t>(y) * W + x]);
+    auto mid = bd.begin() + static_cast<std::ptrdiff_t>(bd.size() / 2);
+    std::nth_element(bd.begin(), mid, bd.end());
+    threshold = std::max(threshold, 4.f * *mid);
+  }
 
   // Connected components, 8-neighbour.
   std::vector<int> label(npix, -1);
   std::vector<std::vector<int>> comps;
   std::vector<int> stack;
   for (size_t start = 0; start < npix; ++start) {
-    if (label[start] != -1 || diff[start] <= kThreshold) continue;
+    if (label[start] != -1 || diff[start] <= threshold) continue;
     const int id = static_cast<int>(comps.size());
     comps.emplace_back();
     label[start] = id;
@@ -669,7 +733,7 @@ std::vector<Detected> analyze_image(const Image& img) {
           const int qx = px + dx, qy = py + dy;
           if (qx < 0 || qy < 0 || qx >= W || qy >= H) continue;
           const int q = qy * W + qx;
-          if (label[q] == -1 && diff[q] > kThreshold) label[q] = id, stack.push_back(q);
+          if (label[q] == -1 && diff[q] > threshold) label[q] = id, stack.push_back(q);
         }
     }
   }
@@ -680,9 +744,11 @@ std::vector<Detected> analyze_image(const Image& img) {
     const auto& pix = comps[id];
     if (pix.size() < 3) continue;
     // Colour: mean of the core (>= 70% of the component's peak difference), nearest palette
-    // colour allowing a brightness factor in [0.55, 1].
+    // colour allowing a brightness factor in [0.55, 1]. Faint blobs (peak under twice the
+    // threshold) are noise, not objects.
     float peak = 0;
     for (int p : pix) peak = std::max(peak, diff[p]);
+    if (peak < 2 * threshold) continue;
     double mean[3] = {0, 0, 0};
     int ncore = 0;
     for (int p : pix)
@@ -739,11 +805,16 @@ std::vector<Detected> analyze_image(const Image& img) {
     mx /= A, my /= A;
 
     // Shape: place every template by area and centroid, refine the two best, keep the best.
+    // Each shape at its best blur level; exact renders match at blur 0 with error ~0.
     Fit fits[kNumShapes];
     for (int s = 0; s < kNumShapes; ++s) {
       const float r = static_cast<float>(std::sqrt(A / mom.area[s]));
       const float cx = static_cast<float>(mx - mom.cu[s] * r), cy = static_cast<float>(my - mom.cv[s] * r);
-      fits[s] = {s, cx, cy, r, m.error(s, cx, cy, r)};
+      fits[s] = {s, 0, cx, cy, r, m.error(s, 0, cx, cy, r)};
+      for (int b = 1; b < kBlurLevels && fits[s].err > 1e-3f * A; ++b) {
+        const float e = m.error(s, b, cx, cy, r);
+        if (e < fits[s].err) fits[s].blur = b, fits[s].err = e;
+      }
     }
     std::sort(fits, fits + kNumShapes, [](const Fit& a, const Fit& b) { return a.err < b.err; });
     Fit f = refine(m, fits[0]);

@@ -77,11 +77,12 @@ struct Detected {
 };
 
 // Re-derives objects from pixels: background = median border colour; connected components
-// (8-neighbour) of pixels differing from it by more than ~19%; colour = nearest palette
-// colour (up to brightness) of the component's core pixels; shape = the template whose
-// 4x4-supersampled coverage, placed by the component's area and centroid and refined by a
-// small search over centre and radius, best matches the component's coverage map. Components
-// under 3 pixels are ignored. Sorted by (cy, cx).
+// (8-neighbour) of pixels differing from it by more than 48 levels (or 4x the border's median
+// deviation on noisy images); components under 3 pixels or without a clearly bright core are
+// ignored. Colour = nearest palette colour (up to brightness) of the component's core pixels.
+// Shape = the template whose 4x4-supersampled coverage, optionally Gaussian-blurred (for soft
+// generated images), placed by the component's area and centroid and refined by a small search
+// over centre and radius, best matches the component's coverage map. Sorted by (cy, cx).
 std::vector<Detected> analyze_image(const Image& img);
 
 }  // namespace mot::data

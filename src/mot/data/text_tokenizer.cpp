@@ -37,8 +37,14 @@ TextTokenizer TextTokenizer::train(const std::vector<std::string>& sentences, in
   if (sentences.empty()) fail("text tokenizer: no text to train on");
   if (vocab_size < 16) fail("text tokenizer: vocabulary size ", vocab_size, " is too small (need >= 16)");
   TextTokenizer t;
-  VectorIterator it(sentences);
-  const std::string args = cat("--model_type=bpe --vocab_size=", vocab_size,
+  // Every printable ASCII character gets a piece, so any ASCII text round-trips
+  // exactly even if the corpus never used that character.
+  std::vector<std::string> all = sentences;
+  std::string ascii;
+  for (char c = 33; c < 127; ++c) ascii += c;
+  all.push_back(ascii);
+  VectorIterator it(all);
+  const std::string args = cat("--model_type=bpe --max_sentencepiece_length=16 --vocab_size=", vocab_size,
                                " --character_coverage=1.0 --unk_id=0 --bos_id=1 --eos_id=2 --pad_id=-1"
                                " --user_defined_symbols=<boi>,<eoi> --num_threads=2 --minloglevel=2"
                                " --hard_vocab_limit=false --input_sentence_size=2000000"

@@ -20,7 +20,8 @@ class TextTokenizer {
   TextTokenizer(TextTokenizer&&) noexcept;
   TextTokenizer& operator=(TextTokenizer&&) noexcept;
 
-  // Trains BPE with `vocab_size` pieces on the sentences.
+  // Trains BPE with `vocab_size` pieces on the sentences (plus one piece for every
+  // printable ASCII character, so ASCII text always round-trips).
   static TextTokenizer train(const std::vector<std::string>& sentences, int vocab_size);
   static TextTokenizer load(const std::string& path);  // a .model file
   void save(const std::string& path) const;           // atomic

@@ -8,7 +8,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <numeric>
+#include <string_view>
+#include <unordered_map>
 
 #include "mot/core/error.hpp"
 #include "mot/core/rng.hpp"
@@ -19,13 +20,14 @@ namespace {
 
 constexpr int kMaxPatch = 64;
 constexpr int kMaxK = 1 << 24;
-constexpr int kTile = 16;       // centroids per register tile (one AVX-512 vector)
-constexpr int kRows = 4;        // patches per register tile
+constexpr int kTile = 16;       // centroids per register tile (two AVX2 vectors)
+constexpr int kRows = 6;        // patches per register tile
+constexpr int kBlockRows = 36;  // patches per L1 block of the nearest-centroid search
 constexpr int kInitPerCentroid = 32;  // k-means++ runs on at most 32*K patches
 constexpr size_t kInitChunk = 256;    // points per partial sum in k-means++ sampling
-constexpr size_t kAssignBlock = 256;  // patches per parallel work item
+constexpr size_t kAssignBlock = 8 * kBlockRows;  // patches per parallel work item
 
-typedef float v16 __attribute__((vector_size(kTile * sizeof(float))));
+typedef float v8 __attribute__((vector_size(8 * sizeof(float))));
 
 // Squared Euclidean distance in a fixed summation order (8 interleaved partial sums),
 // so every caller gets bit-identical results whatever the thread count.
@@ -51,8 +53,9 @@ inline float sqnorm(const float* a, int d) {
   return s;
 }
 
-// The codebook laid out for the nearest-centroid kernel: centroids transposed to
-// d x Kp (Kp = K rounded up to the tile), squared norms (+inf in the padding).
+// The codebook laid out for the nearest-centroid kernel: centroids in tiles of 16,
+// each tile transposed to d x 16 and contiguous (Kp = K rounded up to the tile;
+// padding is zero), and squared norms (+inf in the padding).
 struct Search {
   int d = 0, K = 0, Kp = 0;
   const float* C = nullptr;  // K x d, row-major (the original layout, for exact distances)
@@ -64,61 +67,103 @@ struct Search {
     cn.assign(Kp, std::numeric_limits<float>::infinity());
     for (int k = 0; k < K; ++k) {
       const float* c = C + static_cast<size_t>(k) * d;
-      for (int j = 0; j < d; ++j) Ct[static_cast<size_t>(j) * Kp + k] = c[j];
+      for (int j = 0; j < d; ++j) Ct[(static_cast<size_t>(k / kTile) * d + j) * kTile + k % kTile] = c[j];
       cn[k] = sqnorm(c, d);
       max_cn = std::max(max_cn, cn[k]);
     }
   }
 
   // Nearest centroid of each of the n rows of X (n x d). Scores ||c||^2 - 2 x.c come
-  // from a register-tiled kernel; every centroid whose score is within a rounding
-  // bound of the best is then re-checked with sqdist(), which makes the final choice
-  // (ties -> lowest index). scratch holds kRows * Kp floats.
+  // from a register-tiled kernel (6 patches x 16 centroids; for a block of up to
+  // kBlockRows patches the loop over centroid tiles is outside, so one tile and the
+  // block stay in L1); every centroid whose score is within a rounding bound of the
+  // best is then re-checked with sqdist(), which makes the final choice (ties -> lowest
+  // index). scratch holds scratch_floats() floats.
+  size_t scratch_floats() const { return static_cast<size_t>(kBlockRows) * (Kp + 8 + d); }
+
   void nearest(const float* X, size_t n, uint32_t* idx, float* dist, float* scratch) const {
-    for (size_t r0 = 0; r0 < n; r0 += kRows) {
-      const int rows = static_cast<int>(std::min<size_t>(kRows, n - r0));
-      const float* x[kRows];
-      for (int r = 0; r < kRows; ++r) x[r] = X + (r0 + std::min(r, rows - 1)) * d;
-      const v16 inf = v16{} + std::numeric_limits<float>::infinity();
-      v16 vmin[kRows];
-      for (int r = 0; r < kRows; ++r) vmin[r] = inf;
-      for (int k0 = 0; k0 < Kp; k0 += kTile) {
-        v16 a0 = {}, a1 = {}, a2 = {}, a3 = {};
-        const float* ct = Ct.data() + k0;
-        for (int j = 0; j < d; ++j) {
-          v16 c;
-          std::memcpy(&c, ct + static_cast<size_t>(j) * Kp, sizeof c);
-          a0 += x[0][j] * c;
-          a1 += x[1][j] * c;
-          a2 += x[2][j] * c;
-          a3 += x[3][j] * c;
-        }
-        v16 norms;
-        std::memcpy(&norms, cn.data() + k0, sizeof norms);
-        const v16 s[kRows] = {norms - 2.0f * a0, norms - 2.0f * a1, norms - 2.0f * a2, norms - 2.0f * a3};
+    const v8 inf = v8{} + std::numeric_limits<float>::infinity();
+    float* const scores = scratch;                                     // kBlockRows x Kp
+    float* const vmin = scratch + static_cast<size_t>(kBlockRows) * Kp;  // kBlockRows x 8 running minima
+    float* const xpack = vmin + static_cast<size_t>(kBlockRows) * 8;      // kBlockRows x d
+    for (size_t b0 = 0; b0 < n; b0 += kBlockRows) {
+      const int rows = static_cast<int>(std::min<size_t>(kBlockRows, n - b0));
+      const float* xb = X + b0 * d;
+      for (int r = 0; r < kBlockRows; ++r) std::memcpy(vmin + 8 * r, &inf, sizeof inf);
+      // Pack the block in groups of kRows rows interleaved by element (xpack[g][j][r]),
+      // so the kernel broadcasts from one pointer; rows past the end repeat the last row.
+      for (int q = 0; q * kRows < rows; ++q)
         for (int r = 0; r < kRows; ++r) {
-          std::memcpy(scratch + static_cast<size_t>(r) * Kp + k0, &s[r], sizeof(v16));
-          vmin[r] = s[r] < vmin[r] ? s[r] : vmin[r];
+          const float* x = xb + static_cast<size_t>(std::min(q * kRows + r, rows - 1)) * d;
+          float* dst = xpack + static_cast<size_t>(q) * kRows * d + r;
+          for (int j = 0; j < d; ++j) dst[j * kRows] = x[j];
+        }
+      for (int k0 = 0; k0 < Kp; k0 += kTile) {
+        v8 n0, n1;
+        std::memcpy(&n0, cn.data() + k0, sizeof n0);
+        std::memcpy(&n1, cn.data() + k0 + 8, sizeof n1);
+        for (int r0 = 0; r0 < rows; r0 += kRows) {
+          const float* xp = xpack + static_cast<size_t>(r0) * d;
+          v8 acc[kRows][2];
+#pragma GCC unroll 8
+          for (int r = 0; r < kRows; ++r) acc[r][0] = acc[r][1] = v8{};
+          const float* ct = Ct.data() + static_cast<size_t>(k0) * d;  // tile k0/16: d x 16 contiguous
+          for (int j = 0; j < d; ++j, ct += kTile, xp += kRows) {
+            v8 c0, c1;
+            std::memcpy(&c0, ct, sizeof c0);
+            std::memcpy(&c1, ct + 8, sizeof c1);
+#pragma GCC unroll 8
+            for (int r = 0; r < kRows; ++r) {
+              const float y = xp[r];
+              acc[r][0] += y * c0;
+              acc[r][1] += y * c1;
+            }
+          }
+#pragma GCC unroll 8
+          for (int r = 0; r < kRows; ++r) {
+            if (r0 + r >= rows) break;
+            const v8 lo = n0 - 2.0f * acc[r][0], hi = n1 - 2.0f * acc[r][1];
+            float* srow = scores + static_cast<size_t>(r0 + r) * Kp + k0;
+            std::memcpy(srow, &lo, sizeof lo);
+            std::memcpy(srow + 8, &hi, sizeof hi);
+            v8 m;
+            std::memcpy(&m, vmin + 8 * (r0 + r), sizeof m);
+            m = lo < m ? lo : m;
+            m = hi < m ? hi : m;
+            std::memcpy(vmin + 8 * (r0 + r), &m, sizeof m);
+          }
         }
       }
       for (int r = 0; r < rows; ++r) {
-        float m = vmin[r][0];
-        for (int l = 1; l < kTile; ++l) m = std::min(m, vmin[r][l]);
+        const float* x = xb + static_cast<size_t>(r) * d;
+        v8 vm;
+        std::memcpy(&vm, vmin + 8 * r, sizeof vm);
+        float m = vm[0];
+        for (int l = 1; l < 8; ++l) m = std::min(m, vm[l]);
         // |computed - exact| of a score is below ~(d+2)*eps*(|x|^2 + 2|c|^2), and the
         // re-check itself rounds too: a generous multiple keeps the true nearest in.
-        const float xn = sqnorm(x[r], d);
+        const float xn = sqnorm(x, d);
         const float thr = m + 4.0f * (d + 2) * FLT_EPSILON * (xn + 2.0f * max_cn + 1.0f);
-        const float* s = scratch + static_cast<size_t>(r) * Kp;
+        const float* s = scores + static_cast<size_t>(r) * Kp;
         uint32_t best = 0;
         float best_d = std::numeric_limits<float>::infinity();
-        for (int k = 0; k < K; ++k) {
-          if (s[k] <= thr) {
-            const float dk = sqdist(x[r], C + static_cast<size_t>(k) * d, d);
-            if (dk < best_d) best_d = dk, best = static_cast<uint32_t>(k);
+        const v8 thrv = v8{} + thr;
+        for (int k0 = 0; k0 < Kp; k0 += 8) {  // vector test first: candidates are rare
+          v8 v;
+          std::memcpy(&v, s + k0, sizeof v);
+          const auto mask = v <= thrv;
+          uint64_t q[4];
+          std::memcpy(q, &mask, sizeof q);
+          if ((q[0] | q[1] | q[2] | q[3]) == 0) continue;
+          for (int k = k0; k < k0 + 8; ++k) {  // padding scores are +inf, never candidates
+            if (s[k] <= thr) {
+              const float dk = sqdist(x, C + static_cast<size_t>(k) * d, d);
+              if (dk < best_d) best_d = dk, best = static_cast<uint32_t>(k);
+            }
           }
         }
-        idx[r0 + r] = best;
-        if (dist) dist[r0 + r] = best_d;
+        idx[b0 + r] = best;
+        if (dist) dist[b0 + r] = best_d;
       }
     }
   }
@@ -129,7 +174,7 @@ struct Search {
     const size_t blocks = (n + kAssignBlock - 1) / kAssignBlock;
 #pragma omp parallel if (blocks > 1)
     {
-      std::vector<float> scratch(static_cast<size_t>(kRows) * Kp);
+      std::vector<float> scratch(scratch_floats());
 #pragma omp for schedule(dynamic, 4)
       for (size_t b = 0; b < blocks; ++b) {
         const size_t r0 = b * kAssignBlock, r1 = std::min(n, r0 + kAssignBlock);
@@ -174,7 +219,7 @@ void encode_into(const VqCodebook& cb, const Search& search, const Image& img, u
   for (int py = 0; py < gy; ++py)
     for (int px = 0; px < gx; ++px)
       extract_patch(img, cb.patch, px, py, X.data() + (static_cast<size_t>(py) * gx + px) * d);
-  scratch.resize(static_cast<size_t>(kRows) * search.Kp);
+  scratch.resize(search.scratch_floats());
   search.nearest(X.data(), n, tokens, nullptr, scratch.data());
 }
 
@@ -250,7 +295,9 @@ VqCodebook VqCodebook::train(const std::vector<Image>& images, int patch, int K,
     auto take = [&](int k, size_t p) {
       std::memcpy(cb.centroids.data() + static_cast<size_t>(k) * d, X.data() + p * d, sizeof(float) * d);
       const float* c = cb.centroids.data() + static_cast<size_t>(k) * d;
-#pragma omp parallel for schedule(static) if (M >= 4096)
+      // One round is small (M*d flops): a parallel region (two barriers) per round only
+      // pays off for large M, and costs milliseconds when the cores are oversubscribed.
+#pragma omp parallel for schedule(static) if (M * d >= (size_t{1} << 21))
       for (size_t ch = 0; ch < chunks; ++ch) {
         const size_t b = ch * kInitChunk, e = std::min(M, b + kInitChunk);
         double s = 0;
@@ -337,18 +384,27 @@ VqCodebook VqCodebook::train(const std::vector<Image>& images, int patch, int K,
       std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
         return dist[a] != dist[b] ? dist[a] > dist[b] : a < b;
       });
-      std::vector<uint32_t> used;
+      // Hashes of the points used so far (a point whose vector equals a used one is
+      // skipped, else flat images would re-seed many clusters at one patch value).
+      std::unordered_multimap<uint64_t, uint32_t> used;
+      auto key = [&](uint32_t i) {
+        return hash_string(std::string_view(reinterpret_cast<const char*>(X.data() + static_cast<size_t>(i) * d),
+                                            sizeof(float) * d));
+      };
       size_t o = 0;
       for (int k : empty) {
+        uint64_t h = 0;
         for (; o < order.size(); ++o) {
-          const float* x = X.data() + static_cast<size_t>(order[o]) * d;
+          h = key(order[o]);
           bool dup = false;
-          for (uint32_t u : used)
-            if (std::memcmp(x, X.data() + static_cast<size_t>(u) * d, sizeof(float) * d) == 0) dup = true;
+          auto [lo, hi] = used.equal_range(h);
+          for (auto u = lo; u != hi && !dup; ++u)
+            dup = std::memcmp(X.data() + static_cast<size_t>(order[o]) * d,
+                              X.data() + static_cast<size_t>(u->second) * d, sizeof(float) * d) == 0;
           if (!dup) break;
         }
         if (o == order.size()) break;  // no distinct far points left: keep the old centroid
-        used.push_back(order[o]);
+        used.emplace(h, order[o]);
         std::memcpy(cb.centroids.data() + static_cast<size_t>(k) * d, X.data() + static_cast<size_t>(order[o]) * d,
                     sizeof(float) * d);
         ++o;
