@@ -463,7 +463,7 @@ Image VqCodebook::decode(const uint32_t* tokens, int width, int height) const {
       for (int dy = 0; dy < patch; ++dy) {
         uint8_t* row = img.at(px * patch, py * patch + dy);
         for (int i = 0; i < patch * 3; ++i)
-          row[i] = static_cast<uint8_t>(std::lround(std::clamp(c[dy * patch * 3 + i], 0.0f, 1.0f) * 255.0f));
+          row[i] = static_cast<uint8_t>(std::clamp(c[dy * patch * 3 + i], 0.0f, 1.0f) * 255.0f + 0.5f);  // round
       }
     }
   return img;

@@ -5,11 +5,14 @@
 // Patch vector layout (dim = patch*patch*3): element ((dy*patch + dx)*3 + c) is channel
 // c of pixel (x0+dx, y0+dy), as byte/255.
 //
+// Nearest-centroid search: scores ||c||^2 - 2 x.c from a register-tiled, L1-blocked
+// AVX2 kernel (no BLAS), then every centroid within a rounding bound of the best score
+// is re-checked with a fixed-order exact squared distance (ties -> lowest index), so
+// a patch equal to a centroid always maps to it.
+//
 // Determinism: training is a pure function of (images, patch, K, seed, iters,
-// max_patches) on a given build, whatever the thread count. The nearest-centroid
-// search uses BLAS only to shortlist candidates; the final choice is made with our own
-// fixed-order distance (ties -> lowest index), so results do not depend on the
-// OpenBLAS kernel set either.
+// max_patches) on a given build, whatever the thread count (per-patch results are
+// independent of the work split; sums are taken serially in patch order).
 #pragma once
 #include <cstdint>
 #include <functional>

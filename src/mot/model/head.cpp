@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "mot/backend/cpu/fast_exp.hpp"
 #include "mot/backend/cpu/gemm.hpp"
 #include "mot/backend/cpu/kernels.hpp"
 #include "mot/core/error.hpp"
@@ -33,14 +34,26 @@ void Model::head(bool backward, float grad_scale, LossSums& out) {
         continue;
       }
       float mx = z[0];
+#pragma omp simd reduction(max : mx)
       for (int64_t j = 1; j < V; ++j) mx = std::max(mx, z[j]);
-      double sum = 0.0;
-      for (int64_t j = 0; j < V; ++j) sum += std::exp(static_cast<double>(z[j] - mx));
-      const double lse = mx + std::log(sum);
-      ws_.row_loss[r0 + i] = lse - z[tgt];
+      const float zt = z[tgt];
+      // Exponentials computed once, in place when the gradient needs them.
+      float sum = 0.0f;
+      if (backward) {
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < V; ++j) {
+          z[j] = cpu::fast_exp(z[j] - mx);
+          sum += z[j];
+        }
+      } else {
+#pragma omp simd reduction(+ : sum)
+        for (int64_t j = 0; j < V; ++j) sum += cpu::fast_exp(z[j] - mx);
+      }
+      ws_.row_loss[r0 + i] = static_cast<double>(mx) + std::log(static_cast<double>(sum)) - zt;
       if (backward) {  // d loss / d z = softmax(z) - onehot(target), scaled
-        const float inv = static_cast<float>(1.0 / sum);
-        for (int64_t j = 0; j < V; ++j) z[j] = std::exp(z[j] - mx) * inv * grad_scale;
+        const float k = grad_scale / sum;
+#pragma omp simd
+        for (int64_t j = 0; j < V; ++j) z[j] *= k;
         z[tgt] -= grad_scale;
       }
     }

@@ -1,5 +1,7 @@
 #include "mot/backend/cpu/attention.hpp"
 
+#include "mot/backend/cpu/fast_exp.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -75,12 +77,12 @@ void attention_forward(const AttnShape& s, const float* Q, const float* K, const
               srow[j - lo] = dot(q + i * hd, k + j * hd, hd) * scale;
               mx = std::max(mx, srow[j - lo]);
             }
-            const float corr = std::exp(w.m[i - i0] - mx);  // exp(-inf) = 0 on the first visit
+            const float corr = fast_exp(w.m[i - i0] - mx);  // exp(-inf) = 0 on the first visit
             float* a = w.acc.data() + (i - i0) * hd;
             float lsum = w.l[i - i0] * corr;
             for (int64_t c = 0; c < hd; ++c) a[c] *= corr;
             for (int64_t j = lo; j < hi; ++j) {
-              const float p = std::exp(srow[j - lo] - mx);
+              const float p = fast_exp(srow[j - lo] - mx);
               lsum += p;
               axpy(p, v + j * hd, a, hd);
             }
@@ -137,7 +139,7 @@ void attention_backward(const AttnShape& s, const float* Q, const float* K, cons
             const float* goi = go + i * hd;
             float* gqi = gq + i * hd;
             for (int64_t j = lo; j < hi; ++j) {
-              const float p = std::exp(dot(qi, k + j * hd, hd) * scale - ls[i]);
+              const float p = fast_exp(dot(qi, k + j * hd, hd) * scale - ls[i]);
               axpy(p, goi, gv + j * hd, hd);                        // dV_j += P_ij dO_i
               const float dp = dot(goi, v + j * hd, hd);            // dP_ij = dO_i · V_j
               const float dsij = p * (dp - D[i - i0]) * scale;      // dS_ij (scaled)

@@ -1,5 +1,7 @@
 #include "mot/backend/cpu/kernels.hpp"
 
+#include "mot/backend/cpu/fast_exp.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -65,7 +67,7 @@ void rmsnorm_backward(const float* x, const float* w, const float* rstd, const f
 }
 
 namespace {
-inline float sigmoid(float a) { return 1.0f / (1.0f + std::exp(-a)); }
+inline float sigmoid(float a) { return 1.0f / (1.0f + fast_exp(-a)); }
 }  // namespace
 
 void swiglu_forward(const float* ac, float* g, int64_t n, int64_t F) {
@@ -74,6 +76,7 @@ void swiglu_forward(const float* ac, float* g, int64_t n, int64_t F) {
     const float* a = ac + r * 2 * F;
     const float* c = a + F;
     float* gr = g + r * F;
+#pragma omp simd
     for (int64_t i = 0; i < F; ++i) gr[i] = a[i] * sigmoid(a[i]) * c[i];
   }
 }
@@ -86,6 +89,7 @@ void swiglu_backward(const float* ac, const float* dg, float* dac, int64_t n, in
     const float* dgr = dg + r * F;
     float* da = dac + r * 2 * F;
     float* dc = da + F;
+#pragma omp simd
     for (int64_t i = 0; i < F; ++i) {
       const float s = sigmoid(a[i]), silu = a[i] * s;
       dc[i] = dgr[i] * silu;
