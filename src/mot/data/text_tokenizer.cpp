@@ -3,6 +3,10 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -49,7 +53,15 @@ TextTokenizer TextTokenizer::train(const std::vector<std::string>& sentences, in
                                " --user_defined_symbols=<boi>,<eoi> --num_threads=2 --minloglevel=2"
                                " --hard_vocab_limit=false --input_sentence_size=2000000"
                                " --shuffle_input_sentence=false --split_digits=true");
+  // SentencePiece logs its command line to stderr whatever --minloglevel says; keep
+  // our progress output clean (failures still come back through the status).
+  std::fflush(stderr);
+  const int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
+  if (devnull >= 0) dup2(devnull, 2);
   const auto st = sentencepiece::SentencePieceTrainer::Train(args, &it, &t.proto_);
+  std::fflush(stderr);
+  if (saved >= 0) { dup2(saved, 2); close(saved); }
+  if (devnull >= 0) close(devnull);
   if (!st.ok()) fail("text tokenizer: SentencePiece training failed: ", st.ToString());
   const auto ls = t.sp_->LoadFromSerializedProto(t.proto_);
   if (!ls.ok()) fail("text tokenizer: cannot load the trained model: ", ls.ToString());
