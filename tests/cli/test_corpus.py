@@ -129,6 +129,32 @@ class Corpus(unittest.TestCase):
         for key in ("val_loss/text", "val_loss/image", "val/cap/loss/text", "val/gen/loss/image", "val/qa/loss/text"):
             self.assertIn(key, last)
 
+    def test_demo_writes_report_and_plot(self):
+        out = self.w.p("demo")
+        r = run(["demo", "--config", os.path.join(ROOT, "configs", "tiny.toml"), "--data", self.data,
+                 "--out", out, "--seeds", "2", "--steps", "20"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(out, "report.md")) as f:
+            report = f.read()
+        for needle in ("## Final validation loss", "## Step matching against dense", "caption given image",
+                       "image given caption", "seed 2"):
+            self.assertIn(needle, report)
+        # every step-matching cell is a ratio or says "not reached"
+        rows = [l for l in report.split("## Step matching")[1].split("## Summary")[0].splitlines()
+                if l.startswith("| ") and "| mot |" in l]
+        self.assertEqual(len(rows), 7)
+        for row in rows:
+            cells = [c.strip() for c in row.strip("|").split("|")][2:4]
+            for c in cells:
+                self.assertTrue(c == "not reached" or 0 < float(c) < 10, row)
+        with open(os.path.join(out, "loss.png"), "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        # A second run reuses the finished runs.
+        r = run(["demo", "--config", os.path.join(ROOT, "configs", "tiny.toml"), "--data", self.data,
+                 "--out", out, "--seeds", "2", "--steps", "20"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("already finished", r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

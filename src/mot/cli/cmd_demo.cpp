@@ -43,6 +43,10 @@ void register_demo(CLI::App& app, Action& action) {
         data::CorpusOptions co;
         co.out = o->data;
         co.force = true;
+        // The demo's corpus: 24x24 images (36 tokens each) and a 512-entry codebook keep
+        // documents short, so 3 seeds of both variants train within minutes on 2 cores.
+        co.image_size = 24;
+        co.codebook = 512;
         if (o->scenes) co.scenes = o->scenes;
         data::synth_corpus(co);
       } else {
