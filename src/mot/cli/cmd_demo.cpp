@@ -105,15 +105,25 @@ void register_demo(CLI::App& app, Action& action) {
       };
       const ModelCounts kd = count_model(load_run_config(o->config, {"model.arch=dense"}, o->data).model, rc.train.seq_len);
       const ModelCounts km = count_model(load_run_config(o->config, {"model.arch=mot"}, o->data).model, rc.train.seq_len);
+      auto millions = [](int64_t n) {
+        char b[32];
+        std::snprintf(b, sizeof b, "%.2fM", n / 1e6);
+        return std::string(b);
+      };
       in.setup = cat(
           "Both variants share width (d ", rc.model.dim, "), depth (", rc.model.n_layers, " layers, ", rc.model.n_heads,
           " heads), FLOPs per token, data and data order; only `arch` differs. Dense: ",
-          kd.params_total / 1e6, "M parameters; MoT: ", km.params_total / 1e6, "M parameters (",
-          km.params_active / 1e6, "M active per token). Each run: ", steps, " steps of ", rc.train.batch_size,
+          millions(kd.params_total), " parameters; MoT: ", millions(km.params_total), " parameters (",
+          millions(km.params_active), " active per token, as dense). Each run: ", steps, " steps of ", rc.train.batch_size,
           " rows x ", rc.train.seq_len, " tokens. Data: `", o->data,
           "` (held-out scenes: validation documents show unseen shape/colour combinations; gen = caption then "
           "image, cap = image then caption, qa = text only). Validation every ", rc.train.eval_every,
-          " steps on ", rc.train.eval_batches * rc.train.batch_size, " rows per document kind.");
+          " steps on ", rc.train.eval_batches * rc.train.batch_size, " rows per document kind.\n\n",
+          "How to read it: a step-matching ratio is only an effect when every seed agrees; \"not stable\" and "
+          "\"not reached\" are reported as they are. The paper (Chameleon setting, 37M-7B parameters, far more "
+          "tokens) reports MoT reaching dense's image loss in 0.20-0.35 of the steps and text in 0.53-0.66. At this "
+          "scale (under 1M parameters, about 2M training tokens) each modality's weights see only their own tokens, "
+          "and the per-direction rows show where untying pays off and where sharing still wins.");
       in.commands = cat("mot demo --config ", o->config, " --data ", o->data, " --out ", o->out, " --seeds ", o->seeds,
                         " --steps ", steps);
       const std::string md = compare::write_report(in);

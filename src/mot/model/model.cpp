@@ -1,6 +1,7 @@
 #include "mot/model/model.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -113,6 +114,8 @@ void Model::run(const TokenBatch& batch, bool backward, float grad_scale, LossSu
   if (batch.rows > max_rows_ || batch.len > max_len_)
     fail("batch of ", batch.rows, "x", batch.len, " tokens exceeds the model's buffers (", max_rows_, "x", max_len_,
          ")");
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
   build_routing(cfg_, batch, rt_);
   const int64_t N = rt_.N, d = cfg_.dim;
   // Embedding (tied across modalities): x0[s] = E[input[s]].
@@ -122,7 +125,11 @@ void Model::run(const TokenBatch& batch, bool backward, float grad_scale, LossSu
   for (int64_t s = 0; s < N; ++s) std::memcpy(x0 + s * d, E + static_cast<int64_t>(rt_.input[s]) * d, sizeof(float) * d);
 
   for (int l = 0; l < cfg_.n_layers; ++l) forward_layer(l);
+  const auto t1 = clock::now();
   head(backward, grad_scale, out);
+  const auto t2 = clock::now();
+  times_.forward += std::chrono::duration<double>(t1 - t0).count();
+  times_.head += std::chrono::duration<double>(t2 - t1).count();
   if (!backward) return;
   for (int l = cfg_.n_layers - 1; l >= 0; --l) backward_layer(l);
   // Embedding backward, serial over rows: a token may repeat, and a fixed order keeps
@@ -135,6 +142,7 @@ void Model::run(const TokenBatch& batch, bool backward, float grad_scale, LossSu
 #pragma omp simd
     for (int64_t i = 0; i < d; ++i) row[i] += g[i];
   }
+  times_.backward += std::chrono::duration<double>(clock::now() - t2).count();
 }
 
 // Pre-norm:  h = x + Attn(AttnNorm(x));  x' = h + FFN(FfnNorm(h))

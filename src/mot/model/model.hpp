@@ -67,6 +67,13 @@ struct Workspace {
   float* dQ = nullptr, *dK = nullptr, *dV = nullptr, *dO = nullptr;  // [B, H, T, hd]
 };
 
+// Wall-clock seconds spent in each part of run(), accumulated until reset.
+struct StepTimes {
+  double forward = 0;   // routing, embedding and every layer's forward
+  double head = 0;      // final norm, output projection and loss (with its gradient when training)
+  double backward = 0;  // every layer's backward and the embedding gradient
+};
+
 class Model {
  public:
   // training = false: no gradients/moments, and layers share one activation set.
@@ -86,6 +93,7 @@ class Model {
   void run(const TokenBatch& batch, bool backward, float grad_scale, LossSums& out);
 
   const Routing& routing() const { return rt_; }
+  StepTimes& times() { return times_; }
 
  private:
   void carve(Arena& a);
@@ -119,6 +127,7 @@ class Model {
   std::vector<LayerActs> acts_;
   Workspace ws_;
   Routing rt_;
+  StepTimes times_;
 };
 
 }  // namespace mot

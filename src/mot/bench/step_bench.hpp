@@ -1,0 +1,29 @@
+// `mot bench`: training-step throughput of a model built from flags, on generated
+// tokens laid out in modality spans like real interleaved data.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace mot::bench {
+
+struct BenchOptions {
+  std::string arch = "dense";  // dense | mot
+  int modalities = 2;          // 1, 2 or 3
+  std::string dtype = "fp32";  // fp32 | bf16
+  int64_t vocab = 8192, dim = 512, layers = 8, heads = 8, ffn_hidden = 1408, seq = 512, batch = 8;
+  int64_t warmup = 2, steps = 5;
+  bool qk_norm = false;
+  int threads = 0;
+};
+
+// Span layout of one sequence, repeated/truncated to the sequence length:
+//   1 modality: text; 2: text 64 / image 256 / text 64 / image 128;
+//   3: text 64 / image 256 / speech 128 / text 64.
+// Returns the measurements as JSON: tokens_per_s, step_s, fwd_s, head_s, bwd_s,
+// opt_s, gflops, flops_per_step, sgemm_gflops, fraction_of_sgemm, peak_rss_mib,
+// page_faults_per_step, blas, threads, params, ...
+nlohmann::json run_step_bench(const BenchOptions& o);
+
+}  // namespace mot::bench

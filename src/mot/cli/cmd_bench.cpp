@@ -1,0 +1,48 @@
+#include "mot/bench/step_bench.hpp"
+#include "mot/cli/commands.hpp"
+
+namespace mot::cli {
+
+void register_bench(CLI::App& app, Action& action) {
+  auto o = std::make_shared<bench::BenchOptions>();
+  auto json = std::make_shared<bool>(false);
+  auto* sub = app.add_subcommand("bench", "Training-step throughput on generated tokens (median of measured steps)");
+  sub->add_option("--arch", o->arch, "dense or mot");
+  sub->add_option("--modalities", o->modalities, "1, 2 or 3 (span layout per sequence)");
+  sub->add_option("--dtype", o->dtype, "fp32 or bf16");
+  sub->add_option("--vocab", o->vocab, "vocabulary size");
+  sub->add_option("--dim", o->dim, "model width d");
+  sub->add_option("--layers", o->layers, "layers");
+  sub->add_option("--heads", o->heads, "attention heads");
+  sub->add_option("--ffn-hidden", o->ffn_hidden, "SwiGLU hidden size");
+  sub->add_option("--seq", o->seq, "sequence length T");
+  sub->add_option("--batch", o->batch, "rows per step B");
+  sub->add_option("--warmup", o->warmup, "unmeasured steps first");
+  sub->add_option("--steps", o->steps, "measured steps");
+  sub->add_flag("--qk-norm", o->qk_norm, "QK-norm on");
+  sub->add_option("--threads", o->threads, "threads (0: all cores)");
+  sub->add_flag("--json", *json, "print one JSON object");
+  sub->callback([o, json, &action] {
+    action = [o, json] {
+      const auto j = bench::run_step_bench(*o);
+      if (*json) {
+        std::printf("%s\n", j.dump().c_str());
+        return 0;
+      }
+      std::printf("%s, %d modalities, %s: %lld params, B %lld x T %lld, %d threads, BLAS %s\n", o->arch.c_str(),
+                  o->modalities, o->dtype.c_str(), (long long)j["params"].get<int64_t>(), (long long)o->batch,
+                  (long long)o->seq, j["threads"].get<int>(), j["blas"].get<std::string>().c_str());
+      std::printf("step %.1f ms (forward %.1f, head %.1f, backward %.1f, optimizer %.1f) | %.0f tokens/s\n",
+                  1e3 * j["step_s"].get<double>(), 1e3 * j["fwd_s"].get<double>(), 1e3 * j["head_s"].get<double>(),
+                  1e3 * j["bwd_s"].get<double>(), 1e3 * j["opt_s"].get<double>(), j["tokens_per_s"].get<double>());
+      std::printf("model %.1f GFLOP/s (FLOPs = 6*N_active*tokens + 12*L*d*T^2*B) = %.0f%% of sgemm's %.1f GFLOP/s "
+                  "measured now\n",
+                  j["gflops"].get<double>(), 100 * j["fraction_of_sgemm"].get<double>(), j["sgemm_gflops"].get<double>());
+      std::printf("peak RSS %.0f MiB (arena %.0f MiB), %.1f page faults per step\n", j["peak_rss_mib"].get<double>(),
+                  j["arena_mib"].get<double>(), j["page_faults_per_step"].get<double>());
+      return 0;
+    };
+  });
+}
+
+}  // namespace mot::cli
