@@ -55,9 +55,10 @@ class Model(torch.nn.Module):
         """Apply fn(x_rows, m) to each modality's rows and scatter back."""
         if self.M == 1:
             return fn(x, 0)
-        out = torch.empty(x.shape[:-1] + (fn.out_dim,), dtype=x.dtype)
+        parts = [fn(x[idx[m]], m) for m in range(self.M)]
+        out = torch.empty(x.shape[:-1] + (fn.out_dim,), dtype=parts[0].dtype)
         for m in range(self.M):
-            out[idx[m]] = fn(x[idx[m]], m)
+            out[idx[m]] = parts[m]
         return out
 
     def forward(self, tokens, targets, idx, cos, sin):
