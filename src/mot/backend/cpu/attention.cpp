@@ -1,5 +1,6 @@
 #include "mot/backend/cpu/attention.hpp"
 
+#include "mot/backend/cpu/attention_tiles.hpp"
 #include "mot/backend/cpu/fast_exp.hpp"
 
 #include <algorithm>
@@ -8,36 +9,121 @@
 #include <limits>
 #include <vector>
 
+// Both passes work on tiles of kBr queries x kBc keys of one (batch row, head), and every
+// product on a tile is a register-blocked micro-GEMM (attention_tiles.hpp):
+//   forward   S = Q·Kᵀ, online softmax of S's rows, O += P·V
+//   backward  S = Q·Kᵀ, P = exp(S - lse), dP = dO·Vᵀ, dS = P∘(dP - D),
+//             dV += Pᵀ·dO, dK += dSᵀ·Q, dQ += dS·K
+// Kᵀ and Vᵀ come from K and V packed into 16-key panels once per (row, head); the
+// softmax scale 1/sqrt(hd) is folded into the packed K, so S is the scaled score as is.
+// That keeps a row's maximum score s_max and its recomputation in backward free of
+// a separate multiply that the compiler could fuse (differently) into exp's argument:
+// exp(s_max - m) is exactly 1 and a one-key row reproduces V exactly. Tiles no
+// query of which sees a key of are skipped, and inside a tile each 6-row register block
+// restricts itself to the key (or query) range its rows can see, so the causal triangle
+// and other documents' keys cost (almost) nothing. Masking per element happens only in
+// the softmax pass: masked probabilities are written as exact zeros, which is what lets
+// the products sum over whole ranges.
+//
+// Work is split over (row, head) tasks, each of which owns its outputs and runs the same
+// sequence of operations whichever thread takes it: results are bit-for-bit identical
+// for any thread count.
+
 namespace mot::cpu {
 
 namespace {
 
+using attn_tiles::gemm_acc;
+using attn_tiles::gemm_scores;
+using attn_tiles::kPanel;
+using attn_tiles::madd;
+using attn_tiles::pack_panels;
+
 constexpr int64_t kBr = 64;  // query rows per tile
-constexpr int64_t kBc = 64;  // key rows per tile
+constexpr int64_t kBc = 64;  // keys per tile; a multiple of kPanel (tiles start on panels)
+static_assert(kBc % kPanel == 0 && kPanel % 8 == 0);
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-inline float dot(const float* a, const float* b, int64_t n) {
-  float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
+struct Range {
+  int64_t lo, hi;
+};
+
+// Key columns of the key tile [j0, j0 + nc) that at least one query of [q0, q1) sees:
+// from the earliest document start among the queries up to the last query (causal).
+// Columns relative to j0; empty when lo >= hi.
+inline Range keys_seen(const int32_t* ds, int64_t q0, int64_t q1, int64_t j0, int64_t nc) {
+  int64_t first = ds[q0];
+  for (int64_t q = q0 + 1; q < q1; ++q) first = std::min<int64_t>(first, ds[q]);
+  return {std::max<int64_t>(first - j0, 0), std::min(q1 - j0, nc)};
 }
 
-inline void axpy(float a, const float* x, float* y, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+// Columns [lo, hi) of the key tile starting at j0 (nc keys) that query i sees; 32-bit
+// so that the per-element masks of the softmax loops vectorise as 8-wide compares.
+inline int visible_lo(int32_t doc_start_i, int64_t j0) {
+  return static_cast<int>(std::max<int64_t>(doc_start_i - j0, 0));
+}
+inline int visible_hi(int64_t i, int64_t j0, int64_t nc) { return static_cast<int>(std::min(i - j0 + 1, nc)); }
+
+// max of p[lo, hi) (lo < hi), a vector at a time over p[lo rounded down to 8, hi rounded
+// up to 8) with the other lanes masked: the caller's row has room for that (kBc % 8 == 0).
+inline float masked_max(const float* p, int lo, int hi) {
+  using attn_tiles::splat;
+  using attn_tiles::v8;
+  typedef int32_t v8i __attribute__((vector_size(32)));
+  const v8i iota = {0, 1, 2, 3, 4, 5, 6, 7};
+  v8 mx = splat(kNegInf);
+  for (int j = lo / 8 * 8; j < hi; j += 8) {
+    const v8i idx = iota + j;
+    v8 x = *reinterpret_cast<const v8*>(p + j);
+    x = ((idx >= lo) & (idx < hi)) ? x : splat(kNegInf);
+    mx = x > mx ? x : mx;
+  }
+  float r = mx[0];
+  for (int t = 1; t < 8; ++t) r = std::max(r, mx[t]);
+  return r;
 }
 
-// Per-thread tile scratch, sized on first use (the first step) and then reused.
+// D[i] = dO_i · O_i for i < n, summed over c in order with one madd per term, exactly as
+// the micro-GEMM sums dP_ij = dO_i · V_j. Where a query sees a single key, O_i is V_j
+// bit for bit and dP_ij - D_i must come out exactly 0 (as the true gradient is). Eight
+// rows at a time keep eight independent chains in flight.
+inline void row_dots(int64_t n, int64_t hd, const float* dO, const float* O, float* D) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    float d[8] = {};
+    for (int64_t c = 0; c < hd; ++c)
+#pragma GCC unroll 8
+      for (int r = 0; r < 8; ++r) d[r] = madd(dO[(i + r) * hd + c], O[(i + r) * hd + c], d[r]);
+    std::copy(d, d + 8, D + i);
+  }
+  for (; i < n; ++i) {
+    float d = 0.0f;
+    for (int64_t c = 0; c < hd; ++c) d = madd(dO[i * hd + c], O[i * hd + c], d);
+    D[i] = d;
+  }
+}
+
+// Per-thread scratch, sized on first use (the first step) and then reused, so that
+// steady-state steps allocate nothing.
 struct Scratch {
-  std::vector<float> S, acc, m, l;
-  void ensure(int64_t hd) {
-    if (static_cast<int64_t>(acc.size()) < kBr * hd) {
-      S.resize(kBr * kBc);
-      acc.resize(kBr * hd);
-      m.resize(kBr);
-      l.resize(kBr);
-    }
+  std::vector<float> kp, vp;  // K, V of one (row, head) in 16-key panels [T/16][hd][16]
+  std::vector<float> S, dP;   // [kBr x kBc]: scores, then probabilities in place; dP, then dS
+  std::vector<float> acc;     // [kBr x hd]: forward's unnormalised output rows
+  std::vector<float> m, l;    // [kBr]: forward's running row max and row sum
+  std::vector<float> D;       // [T]: backward's rowsum(dO ∘ O)
+  void ensure(int64_t T, int64_t hd) {
+    const auto grow = [](std::vector<float>& v, int64_t n) {
+      if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+    };
+    const int64_t Tp = (T + kPanel - 1) / kPanel * kPanel;
+    grow(kp, Tp * hd);
+    grow(vp, Tp * hd);
+    grow(S, kBr * kBc);
+    grow(dP, kBr * kBc);
+    grow(acc, kBr * hd);
+    grow(m, kBr);
+    grow(l, kBr);
+    grow(D, T);
   }
 };
 thread_local Scratch tls;
@@ -51,50 +137,69 @@ void attention_forward(const AttnShape& s, const float* Q, const float* K, const
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
   for (int64_t b = 0; b < s.B; ++b) {
     for (int64_t h = 0; h < s.H; ++h) {
-      Scratch& w = tls;
-      w.ensure(hd);
       const int64_t L = row_len[b], base = (b * s.H + h) * T;
+      if (L == 0) continue;
+      Scratch& w = tls;
+      w.ensure(T, hd);
       const float* q = Q + base * hd;
       const float* k = K + base * hd;
       const float* v = V + base * hd;
       float* o = O + base * hd;
       float* ls = lse + base;
       const int32_t* ds = doc_start + b * T;
+      pack_panels(L, hd, k, scale, w.kp.data());
+      float* S = w.S.data();
+      float* acc = w.acc.data();
+      float* m = w.m.data();
+      float* l = w.l.data();
       for (int64_t i0 = 0; i0 < L; i0 += kBr) {
-        const int64_t i1 = std::min(L, i0 + kBr), nr = i1 - i0;
-        std::fill(w.m.begin(), w.m.begin() + nr, kNegInf);
-        std::fill(w.l.begin(), w.l.begin() + nr, 0.0f);
-        std::fill(w.acc.begin(), w.acc.begin() + nr * hd, 0.0f);
-        // Keys visible to any query of the tile: [doc_start[i0], i1).
-        for (int64_t j0 = ds[i0] / kBc * kBc; j0 < i1; j0 += kBc) {
-          const int64_t j1 = std::min(i1, j0 + kBc);
-          for (int64_t i = i0; i < i1; ++i) {
-            const int64_t lo = std::max<int64_t>(j0, ds[i]), hi = std::min(j1, i + 1);
-            if (lo >= hi) continue;
-            float* srow = w.S.data();
-            float mx = w.m[i - i0];
-            for (int64_t j = lo; j < hi; ++j) {
-              srow[j - lo] = dot(q + i * hd, k + j * hd, hd) * scale;
-              mx = std::max(mx, srow[j - lo]);
+        const int64_t nr = std::min(L, i0 + kBr) - i0;
+        std::fill(m, m + nr, kNegInf);
+        std::fill(l, l + nr, 0.0f);
+        std::fill(acc, acc + nr * hd, 0.0f);
+        // Key tiles from the one holding the tile's earliest visible key to the diagonal.
+        const int64_t first = keys_seen(ds, i0, i0 + nr, 0, L).lo;
+        for (int64_t j0 = first / kBc * kBc; j0 < i0 + nr; j0 += kBc) {
+          const int64_t nc = std::min(i0 + nr, j0 + kBc) - j0;  // keys after the last query: unseen
+          const int ncj = static_cast<int>(nc);
+          const auto seen = [&](int64_t r0, int64_t r1) { return keys_seen(ds, i0 + r0, i0 + r1, j0, nc); };
+          gemm_scores(nr, hd, q + i0 * hd, hd, w.kp.data() + j0 * hd, S, kBc, seen);  // S = Q·(scale·K)ᵀ
+          // Online softmax, in place: S's row becomes exp(S - m_new), zero where masked
+          // (including columns gemm_scores skipped), and the row's running state is rescaled.
+          for (int64_t r = 0; r < nr; ++r) {
+            const int64_t i = i0 + r;
+            const int lo = visible_lo(ds[i], j0), hi = visible_hi(i, j0, nc);
+            float* p = S + r * kBc;
+            if (lo >= hi) {  // this row sees none of these keys (an earlier document)
+              std::fill(p, p + nc, 0.0f);
+              continue;
             }
-            const float corr = fast_exp(w.m[i - i0] - mx);  // exp(-inf) = 0 on the first visit
-            float* a = w.acc.data() + (i - i0) * hd;
-            float lsum = w.l[i - i0] * corr;
-            for (int64_t c = 0; c < hd; ++c) a[c] *= corr;
-            for (int64_t j = lo; j < hi; ++j) {
-              const float p = fast_exp(srow[j - lo] - mx);
-              lsum += p;
-              axpy(p, v + j * hd, a, hd);
+            const float mx = std::max(m[r], masked_max(p, lo, hi));
+            float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+            for (int j = 0; j < ncj; ++j) {
+              const float e = fast_exp(p[j] - mx);
+              p[j] = (j >= lo && j < hi) ? e : 0.0f;
+              sum += p[j];
             }
-            w.m[i - i0] = mx;
-            w.l[i - i0] = lsum;
+            const float corr = fast_exp(m[r] - mx);  // 0 on the row's first visible tile (m = -inf)
+            m[r] = mx;
+            l[r] = l[r] * corr + sum;
+            if (corr != 1.0f) {
+              float* a = acc + r * hd;
+#pragma omp simd
+              for (int64_t c = 0; c < hd; ++c) a[c] *= corr;
+            }
           }
+          gemm_acc(nr, hd, S, kBc, 1, v + j0 * hd, hd, acc, hd, seen);  // acc += P·V
         }
-        for (int64_t i = i0; i < i1; ++i) {
-          const float inv = 1.0f / w.l[i - i0];
-          const float* a = w.acc.data() + (i - i0) * hd;
-          for (int64_t c = 0; c < hd; ++c) o[i * hd + c] = a[c] * inv;
-          ls[i] = w.m[i - i0] + std::log(w.l[i - i0]);
+        for (int64_t r = 0; r < nr; ++r) {
+          const float inv = 1.0f / l[r];
+          const float* a = acc + r * hd;
+          float* out = o + (i0 + r) * hd;
+#pragma omp simd
+          for (int64_t c = 0; c < hd; ++c) out[c] = a[c] * inv;
+          ls[i0 + r] = m[r] + std::log(l[r]);
         }
       }
     }
@@ -109,8 +214,6 @@ void attention_backward(const AttnShape& s, const float* Q, const float* K, cons
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
   for (int64_t b = 0; b < s.B; ++b) {
     for (int64_t h = 0; h < s.H; ++h) {
-      Scratch& w = tls;
-      w.ensure(hd);
       const int64_t L = row_len[b], base = (b * s.H + h) * T;
       const float* q = Q + base * hd;
       const float* k = K + base * hd;
@@ -125,28 +228,48 @@ void attention_backward(const AttnShape& s, const float* Q, const float* K, cons
       std::memset(gq, 0, sizeof(float) * T * hd);
       std::memset(gk, 0, sizeof(float) * T * hd);
       std::memset(gv, 0, sizeof(float) * T * hd);
-      // D_i = dO_i · O_i (the softmax backward's row term); reuse the m scratch per tile.
-      for (int64_t i0 = 0; i0 < L; i0 += kBr) {
-        const int64_t i1 = std::min(L, i0 + kBr);
-        float* D = w.m.data();
-        for (int64_t i = i0; i < i1; ++i) D[i - i0] = dot(go + i * hd, o + i * hd, hd);
-        for (int64_t j0 = ds[i0] / kBc * kBc; j0 < i1; j0 += kBc) {
-          const int64_t j1 = std::min(i1, j0 + kBc);
-          for (int64_t i = i0; i < i1; ++i) {
-            const int64_t lo = std::max<int64_t>(j0, ds[i]), hi = std::min(j1, i + 1);
-            if (lo >= hi) continue;
-            const float* qi = q + i * hd;
-            const float* goi = go + i * hd;
-            float* gqi = gq + i * hd;
-            for (int64_t j = lo; j < hi; ++j) {
-              const float p = fast_exp(dot(qi, k + j * hd, hd) * scale - ls[i]);
-              axpy(p, goi, gv + j * hd, hd);                        // dV_j += P_ij dO_i
-              const float dp = dot(goi, v + j * hd, hd);            // dP_ij = dO_i · V_j
-              const float dsij = p * (dp - D[i - i0]) * scale;      // dS_ij (scaled)
-              axpy(dsij, k + j * hd, gqi, hd);                      // dQ_i += dS_ij K_j
-              axpy(dsij, qi, gk + j * hd, hd);                      // dK_j += dS_ij Q_i
+      if (L == 0) continue;
+      Scratch& w = tls;
+      w.ensure(T, hd);
+      pack_panels(L, hd, k, scale, w.kp.data());
+      pack_panels(L, hd, v, 1.0f, w.vp.data());
+      float* D = w.D.data();
+      row_dots(L, hd, go, o, D);
+      float* P = w.S.data();
+      float* dS = w.dP.data();
+      // Key tiles outer: dK and dV of the tile stay hot while the query tiles that see it
+      // stream past; dQ accumulates across key tiles in fixed order.
+      for (int64_t j0 = 0; j0 < L; j0 += kBc) {
+        const int64_t nc = std::min(L, j0 + kBc) - j0;
+        const int ncj = static_cast<int>(nc);
+        for (int64_t i0 = j0 / kBr * kBr; i0 < L; i0 += kBr) {
+          const int64_t nr = std::min(L, i0 + kBr) - i0;
+          const auto seen = [&](int64_t r0, int64_t r1) { return keys_seen(ds, i0 + r0, i0 + r1, j0, nc); };
+          if (seen(0, nr).lo >= nc) continue;  // every query of the tile is in a later document
+          // Queries of the tile (columns of Pᵀ, dSᵀ) that may see keys j0+r0 and later: causal
+          // bound only; probabilities of other documents are zero anyway.
+          const auto seers = [&](int64_t r0, int64_t) { return Range{std::max<int64_t>(j0 + r0 - i0, 0), nr}; };
+          gemm_scores(nr, hd, q + i0 * hd, hd, w.kp.data() + j0 * hd, P, kBc, seen);    // S = Q·(scale·K)ᵀ
+          gemm_scores(nr, hd, go + i0 * hd, hd, w.vp.data() + j0 * hd, dS, kBc, seen);  // dP = dO·Vᵀ
+          // P = exp(S - lse) and dS = P∘(dP - D)·scale, exact zeros where masked
+          // (including the columns gemm_scores skipped, which hold stale values).
+          for (int64_t r = 0; r < nr; ++r) {
+            const int64_t i = i0 + r;
+            const int lo = visible_lo(ds[i], j0), hi = visible_hi(i, j0, nc);
+            const float li = ls[i], Di = D[i];
+            float* p = P + r * kBc;
+            float* g = dS + r * kBc;
+#pragma omp simd
+            for (int j = 0; j < ncj; ++j) {
+              const bool vis = j >= lo && j < hi;
+              const float e = fast_exp(p[j] - li);
+              p[j] = vis ? e : 0.0f;
+              g[j] = vis ? e * (g[j] - Di) * scale : 0.0f;
             }
           }
+          gemm_acc(nc, hd, P, 1, kBc, go + i0 * hd, hd, gv + j0 * hd, hd, seers);  // dV += Pᵀ·dO
+          gemm_acc(nc, hd, dS, 1, kBc, q + i0 * hd, hd, gk + j0 * hd, hd, seers);  // dK += dSᵀ·Q
+          gemm_acc(nr, hd, dS, kBc, 1, k + j0 * hd, hd, gq + i0 * hd, hd, seen);   // dQ += dS·K
         }
       }
     }
