@@ -1,5 +1,10 @@
 #include "mot/backend/cpu/attention.hpp"
 
+// The tile kernels pass 32-byte vectors between inline functions. In a build without
+// AVX (MOT_NATIVE=OFF) GCC and clang warn that such functions' calling convention would
+// differ from an AVX build's; none of them is called from another translation unit.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 #include "mot/backend/cpu/attention_tiles.hpp"
 #include "mot/backend/cpu/fast_exp.hpp"
 
@@ -13,21 +18,23 @@
 // product on a tile is a register-blocked micro-GEMM (attention_tiles.hpp):
 //   forward   S = Q·Kᵀ, online softmax of S's rows, O += P·V
 //   backward  S = Q·Kᵀ, P = exp(S - lse), dP = dO·Vᵀ, dS = P∘(dP - D),
-//             dV += Pᵀ·dO, dK += dSᵀ·Q, dQ += dS·K
-// Kᵀ and Vᵀ come from K and V packed into 16-key panels once per (row, head); the
-// softmax scale 1/sqrt(hd) is folded into the packed K, so S is the scaled score as is.
-// That keeps a row's maximum score s_max and its recomputation in backward free of
-// a separate multiply that the compiler could fuse (differently) into exp's argument:
-// exp(s_max - m) is exactly 1 and a one-key row reproduces V exactly. Tiles no
-// query of which sees a key of are skipped, and inside a tile each 6-row register block
-// restricts itself to the key (or query) range its rows can see, so the causal triangle
-// and other documents' keys cost (almost) nothing. Masking per element happens only in
-// the softmax pass: masked probabilities are written as exact zeros, which is what lets
-// the products sum over whole ranges.
+//             dV += Pᵀ·dO, dK += dSᵀ·Q, dQ += dS·K          (D_i = dO_i·O_i)
 //
-// Work is split over (row, head) tasks, each of which owns its outputs and runs the same
-// sequence of operations whichever thread takes it: results are bit-for-bit identical
-// for any thread count.
+// Kᵀ and Vᵀ are K and V packed into 16-key panels once per (row, head). The softmax
+// scale 1/sqrt(hd) is folded into the packed K, so S comes out scaled: there is no
+// separate multiply that the compiler could fuse into exp's argument in one loop and not
+// in another, so a row's largest score gives exp(s - m) = 1 exactly and a query that sees
+// a single key gets O = V bit for bit (and, with D summed like dP, a zero gradient).
+//
+// Masking: a tile none of whose queries sees any of its keys is skipped. Inside a tile,
+// each 6-row register block computes only the key columns (or, for dV and dK, the query
+// range) its rows can see, so the causal triangle and other documents cost little. The
+// per-element mask is applied once, in the softmax / dS pass, by writing exact zeros;
+// the products that follow can then sum over whole ranges.
+//
+// Work is split over (row, head) tasks. Each task owns its outputs (no atomics) and runs
+// the same sequence of operations whichever thread takes it, so results are bit-for-bit
+// identical for any thread count.
 
 namespace mot::cpu {
 
@@ -39,8 +46,12 @@ using attn_tiles::kPanel;
 using attn_tiles::madd;
 using attn_tiles::pack_panels;
 
-constexpr int64_t kBr = 64;  // query rows per tile
-constexpr int64_t kBc = 64;  // keys per tile; a multiple of kPanel (tiles start on panels)
+// Tile sizes: multiples of the 6-row register block and of the 16-key panel, so that only
+// a row's last tile has partial blocks. Within +-5% of each other from 32 to 144 on
+// Zen 3 (hd 32 and 64, T 512); these two were the best.
+constexpr int64_t kBr = 48;  // query rows per tile
+constexpr int64_t kBc = 96;  // keys per tile; a multiple of kPanel (tiles start on panels)
+static_assert(kBr % attn_tiles::kMR == 0 && kBc % attn_tiles::kMR == 0);
 static_assert(kBc % kPanel == 0 && kPanel % 8 == 0);
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 

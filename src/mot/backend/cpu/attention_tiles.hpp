@@ -34,10 +34,10 @@ inline v8 splat(float x) { return v8{x, x, x, x, x, x, x, x}; }  // one vbroadca
 // dO_i·V_j (this kernel) rounded identically, see row_dots in attention.cpp.
 #if defined(__FMA__)
 inline float madd(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
-inline v8 madd(v8 a, v8 b, v8 c) { return (v8)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c); }
-#else
-inline float madd(float a, float b, float c) { return a * b + c; }  // no FMA unit: nothing to fuse
-inline v8 madd(v8 a, v8 b, v8 c) { return a * b + c; }
+inline v8 madd(const v8& a, const v8& b, const v8& c) { return (v8)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c); }
+#else  // x86 without FMA3: there is no fused instruction to contract into, either
+inline float madd(float a, float b, float c) { return a * b + c; }
+inline v8 madd(const v8& a, const v8& b, const v8& c) { return a * b + c; }
 #endif
 
 constexpr int kMR = 6;     // rows of C per register block
