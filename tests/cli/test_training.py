@@ -101,6 +101,18 @@ class Training(unittest.TestCase):
         r = run(["train", "--resume", "--out", out, "--steps", "6"])
         self.assertEqual(r.returncode, 0, r.stderr)
 
+    def test_resume_refuses_mismatched_model_and_state(self):
+        out = self.w.p("torn")
+        self.assertEqual(self.train("torn", "--steps", "4", "--set", "train.save_every=2", "--stop-at", "2").returncode, 0)
+        import shutil
+        shutil.copy(os.path.join(out, "state.safetensors"), self.w.p("state-at-2"))
+        self.assertEqual(run(["train", "--resume", "--out", out]).returncode, 0)
+        # a crash between the two renames: model at step 4, state still at step 2
+        shutil.copy(self.w.p("state-at-2"), os.path.join(out, "state.safetensors"))
+        r = run(["train", "--resume", "--out", out, "--steps", "6"])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("step", r.stderr.strip().splitlines()[-1])
+
     def test_grad_accumulation_matches_big_batch(self):
         a = self.train("accum-1", "--steps", "3", "--set", "train.batch_size=4", "--set", "train.grad_accum=1")
         b = self.train("accum-2", "--steps", "3", "--set", "train.batch_size=2", "--set", "train.grad_accum=2")

@@ -38,6 +38,12 @@ ModelConfig read_model_config(const std::string& path) {
   return ModelConfig::from_json(j, path + ": config");
 }
 
+std::string model_file_step(const std::string& path) {
+  io::SafetensorsFile f = io::SafetensorsFile::open(path);
+  auto it = f.metadata().find("step");
+  return it == f.metadata().end() ? "" : it->second;
+}
+
 void load_model_weights(const std::string& path, Model& model) {
   io::SafetensorsFile f = io::SafetensorsFile::open(path);
   const ParamTable& t = model.table();

@@ -13,6 +13,9 @@ namespace mot {
 // Reads only the header of a model file and returns its config (metadata "config").
 ModelConfig read_model_config(const std::string& path);
 
+// The "step" a training run stored in a model file's metadata ("" if none).
+std::string model_file_step(const std::string& path);
+
 // Copies every tensor of the model from `path` (F32 or BF16/F16 converted) into
 // model.params(). Missing, unexpected or mis-shaped tensors are errors.
 void load_model_weights(const std::string& path, Model& model);

@@ -110,6 +110,12 @@ int run_training(const TrainOptions& opt) {
     load_model_weights(paths.model, model);
     const auto saved = read_model_config(paths.model).to_json();
     if (saved != mc.to_json()) fail(paths.model, ": model config differs from ", paths.config);
+    // The model and the state are renamed into place one after the other; a crash in
+    // between leaves them at different steps. Refuse rather than resume inconsistently.
+    const std::string model_step = model_file_step(paths.model);
+    if (model_step != std::to_string(state.step))
+      fail(opt.out_dir, ": model.safetensors is at step ", model_step, " but state.safetensors at step ", state.step,
+           " (interrupted while saving); keep the older pair or start a new run");
     std::fprintf(stderr, "resuming %s at step %lld\n", opt.out_dir.c_str(), static_cast<long long>(state.step));
     truncate_metrics(paths.metrics, state.step);
   } else {
