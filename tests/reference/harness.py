@@ -42,7 +42,7 @@ def make_config(arch="mot", n_mod=2, dim=32, n_layers=2, n_heads=4, ffn_hidden=6
                 bos_id=1, share=None, max_seq_len=128, rope_theta=10000.0, **extra):
     mods = [{"name": n, "begin": b, "end": e} for n, b, e in MODALITY_SETS[n_mod]]
     if untie is None:
-        untie = [] if arch == "dense" else ["attention", "ffn", "norm"]
+        untie = [] if arch in ("dense", "moe") else ["attention", "ffn", "norm"]
     cfg = {
         "arch": arch, "dim": dim, "n_layers": n_layers, "n_heads": n_heads,
         "ffn_hidden": ffn_hidden, "vocab_size": mods[-1]["end"], "max_seq_len": max_seq_len,

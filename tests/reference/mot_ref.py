@@ -16,7 +16,8 @@ Public API
   lr_at(step0, train)                    -> lr of the 0-based step
   train_reference(params, config, train, rows, steps) -> (per-step records, final params)
 
-MoE is not implemented (not needed by the current tests).
+MoE (arch = "moe", and the MoT+MoE hybrid: arch = "mot" with moe_modalities) is the
+obvious loop: per row, per expert, a sort of that row's pool by the expert's score.
 """
 from __future__ import annotations
 
@@ -129,7 +130,7 @@ def normalize_config(cfg):
     c.setdefault("max_seq_len", 4096)
     c.setdefault("share", {})
     c["share"] = dict(c["share"] or {})
-    if c["arch"] == "dense":
+    if c["arch"] in ("dense", "moe"):
         c.setdefault("untie", [])
     elif c["arch"] == "mot":
         c.setdefault("untie", ["attention", "ffn", "norm"])
@@ -141,10 +142,17 @@ def normalize_config(cfg):
             raise ValueError(f"bad untie entry {u!r}")
     if not c.get("ffn_hidden"):
         c["ffn_hidden"] = default_ffn_hidden(c["dim"])
-    if c.get("moe_modalities"):
-        raise NotImplementedError("reference does not implement moe_modalities")
+    c.setdefault("n_experts", 4)
+    c["moe_modalities"] = list(c.get("moe_modalities") or [])
+    if c["arch"] == "moe" and "ffn" in c["untie"]:
+        raise ValueError("arch moe: the FFN is tied (untie may not include ffn)")
+    if c["moe_modalities"] and (c["arch"] != "mot" or "ffn" not in c["untie"]):
+        raise ValueError("moe_modalities needs arch mot with an untied ffn")
     mods = c["modalities"]
     names = [m["name"] for m in mods]
+    for m in c["moe_modalities"]:
+        if m not in names or m in c["share"] or m in c["share"].values():
+            raise ValueError(f"moe_modalities: {m!r} unknown or shared")
     if len(set(names)) != len(names):
         raise ValueError("duplicate modality names")
     for m in mods:
@@ -193,6 +201,11 @@ def _names(config, base, comp):
     return [(None, f"{base}.weight")]
 
 
+def is_moe(config, owner_name):
+    """Whether the FFN weight copy of owner_name (None when the FFN is tied) is MoE."""
+    return config["arch"] == "moe" or owner_name in config["moe_modalities"]
+
+
 def param_shapes(config):
     c = config
     d, V, F = c["dim"], c["vocab_size"], c["ffn_hidden"]
@@ -209,11 +222,19 @@ def param_shapes(config):
         for w in ("attention_norm", "ffn_norm"):
             for _, n in _names(c, f"layers.{i}.{w}", "norm"):
                 shapes[n] = [d]
-        for w in ("w1", "w3"):
-            for _, n in _names(c, f"layers.{i}.feed_forward.{w}", "ffn"):
+        for o, n in _names(c, f"layers.{i}.feed_forward.w1", "ffn"):
+            if is_moe(c, o):
+                sfx = f".{o}" if o else ""
+                shapes[f"layers.{i}.feed_forward.router{sfx}.weight"] = [c["n_experts"], d]
+                for e in range(c["n_experts"]):
+                    x = f"layers.{i}.feed_forward.experts.{e}"
+                    shapes[f"{x}.w1{sfx}.weight"] = [F, d]
+                    shapes[f"{x}.w3{sfx}.weight"] = [F, d]
+                    shapes[f"{x}.w2{sfx}.weight"] = [d, F]
+            else:
                 shapes[n] = [F, d]
-        for _, n in _names(c, f"layers.{i}.feed_forward.w2", "ffn"):
-            shapes[n] = [d, F]
+                shapes[n.replace(".w1", ".w3")] = [F, d]
+                shapes[n.replace(".w1", ".w2")] = [d, F]
     for _, n in _names(c, "norm", "norm"):
         shapes[n] = [d]
     return shapes
@@ -346,13 +367,45 @@ def forward_loss(params, config, rows):
         a = a.transpose(1, 2).reshape(B, T, d)
         return _apply(c, "attention", pos_owner, params, f"{base}.wo", lambda w: a @ w.to(DTYPE).t())
 
+    def swiglu(xin, n1, n3, n2):
+        return (torch.nn.functional.silu(xin @ P(n1).t()) * (xin @ P(n3).t())) @ P(n2).t()
+
+    # MoE pools: a position belongs to its row's pool when it is an input with a
+    # target. The last valid token of a row is only a target: the model's input
+    # sequence is the row without it (the engine never runs it), so it takes no part
+    # in the experts' choice. (In dense/MoT it does not matter: attention is causal.)
+    in_pool = valid_in & torch.cat([tok[:, 1:] >= 0, torch.zeros(B, 1, dtype=torch.bool)], dim=1)
+
+    def moe(base, o, xin):
+        """Expert choice over each row's pool (SPEC section 2), the obvious loop."""
+        sfx = f".{o}" if o else ""
+        E = c["n_experts"]
+        prob = torch.softmax(xin @ P(f"{base}.router{sfx}.weight").t(), dim=-1)  # [B, T, E]
+        pool_mask = in_pool if o is None else in_pool & (pos_owner == ows.index(o))
+        rows_out = []
+        for b in range(B):
+            out = torch.zeros(T, d, dtype=DTYPE)
+            pool = torch.nonzero(pool_mask[b]).flatten()  # positions, ascending
+            k = len(pool) // E  # capacity 1
+            for e in range(E) if k else []:
+                # torch.topk documents no order among equal scores; a stable descending
+                # sort ranks the earlier position first, the tie rule of the spec.
+                order = torch.sort(prob[b, pool, e].detach(), descending=True, stable=True).indices
+                chosen = pool[order[:k]]
+                x = f"{base}.experts.{e}"
+                y = swiglu(xin[b, chosen], f"{x}.w1{sfx}.weight", f"{x}.w3{sfx}.weight", f"{x}.w2{sfx}.weight")
+                out = out.index_add(0, chosen, prob[b, chosen, e:e + 1] * y)
+            rows_out.append(out)
+        return torch.stack(rows_out)
+
     def ffn(l, xin):
         base = f"layers.{l}.feed_forward"
         per = {}
         for (o, n1) in _names(c, f"{base}.w1", "ffn"):
-            n2, n3 = n1.replace(".w1", ".w2"), n1.replace(".w1", ".w3")
-            hcur = torch.nn.functional.silu(xin @ P(n1).t()) * (xin @ P(n3).t())
-            per[o] = hcur @ P(n2).t()
+            if is_moe(c, o):
+                per[o] = moe(base, o, xin)
+            else:
+                per[o] = swiglu(xin, n1, n1.replace(".w1", ".w3"), n1.replace(".w1", ".w2"))
         return _select(c, "ffn", pos_owner, per)
 
     def norm(base, xin):

@@ -157,6 +157,14 @@ class AdamWParity(unittest.TestCase):
                                      untie=["attention", "ffn", "norm"]),
                   5, 30, 2, 1, 202)
 
+    def test_moe(self):
+        # expert choice: the picks move as the router and the residual stream train
+        self._run("adamw_moe", dict(arch="moe", n_mod=2, dim=32, qk_norm=True), 4, 37, 2, 1, 204)
+
+    def test_hybrid_text_moe(self):
+        self._run("adamw_hybrid", dict(arch="mot", n_mod=2, dim=32, norm_position="post",
+                                       moe_modalities=["text"]), 4, 37, 2, 2, 205)
+
     def test_dense(self):
         self._run("adamw_dense", dict(arch="dense", n_mod=2, dim=32, qk_norm=True), 2, 37, 2, 1, 203)
 

@@ -2,8 +2,8 @@
 """Checks the PyTorch reference (mot_ref.py) on its own, without the engine:
 
 1. against a second, deliberately different implementation (per-position Python loop
-   that looks up each position's weights by name);
-2. autograd gradients against central finite differences;
+   that looks up each position's weights by name; expert choice by Python's sorted);
+2. autograd gradients against central finite differences (also MoE and the hybrid);
 3. MoT with identical per-modality weights == dense;
 4. doc_mask: a packed document scores the same as the document on its own row;
 5. share table == explicit copies of the shared modality's tensors;
@@ -104,13 +104,36 @@ def loop_nll(params, cfg, row):
             outs.append(W(f"{base}.wo", "attention", t) @ torch.cat(heads))
         return outs
 
+    def swiglu(w1, w3, w2, x):
+        a, b = w1 @ x, w3 @ x
+        return w2 @ (a * torch.sigmoid(a) * b)
+
     def ffn(l, xs):
         base = f"layers.{l}.feed_forward"
-        out = []
+        out = [None] * T
+        moe_positions = {}  # owner (None: tied) -> its positions
         for t in range(T):
-            a = W(f"{base}.w1", "ffn", t) @ xs[t]
-            b = W(f"{base}.w3", "ffn", t) @ xs[t]
-            out.append(W(f"{base}.w2", "ffn", t) @ (a * torch.sigmoid(a) * b))
+            o = mname[t] if "ffn" in cfg["untie"] else None
+            if R.is_moe(cfg, o):
+                moe_positions.setdefault(o, []).append(t)
+            else:
+                out[t] = swiglu(W(f"{base}.w1", "ffn", t), W(f"{base}.w3", "ffn", t), W(f"{base}.w2", "ffn", t),
+                                xs[t])
+        # expert choice: the pool is the row's positions of that weight copy that
+        # have a target; each expert ranks it by (score descending, position)
+        for o, ts in moe_positions.items():
+            sfx = f".{o}" if o else ""
+            E = cfg["n_experts"]
+            prob = {t: torch.softmax(p[f"{base}.router{sfx}.weight"] @ xs[t], 0) for t in ts}
+            pool = [t for t in ts if t < T - 1]
+            for t in ts:
+                out[t] = torch.zeros(d, dtype=D)
+            for e in range(E):
+                ranked = sorted(pool, key=lambda t: (-float(prob[t][e]), t))
+                x = f"{base}.experts.{e}"
+                for t in ranked[:len(pool) // E]:
+                    y = swiglu(p[f"{x}.w1{sfx}.weight"], p[f"{x}.w3{sfx}.weight"], p[f"{x}.w2{sfx}.weight"], xs[t])
+                    out[t] = out[t] + prob[t][e] * y
         return out
 
     def norm(base, xs):
@@ -183,6 +206,11 @@ class ReferenceSelfCheck(unittest.TestCase):
         self._vs_loop(H.make_config("mot", 3, untie=["attention", "norm"], qk_norm=True,
                                     norm_position="post", **small), 6)
         self._vs_loop(H.make_config("mot", 3, share={"speech": "image"}, qk_norm=True, **small), 7)
+        # MoE-4x and the hybrid (small pools: k of 1 to 4)
+        self._vs_loop(H.make_config("moe", 2, qk_norm=True, **small), 8)
+        self._vs_loop(H.make_config("moe", 3, norm_position="post", untie=["attention"], **small), 9, 11, 3)
+        self._vs_loop(H.make_config("mot", 3, moe_modalities=["text"], **small), 10, 20, 3)
+        self._vs_loop(H.make_config("mot", 2, moe_modalities=["image"], norm_position="post", **small), 11, 20, 3)
 
     def test_finite_differences(self):
         cfg = H.make_config("mot", 3, dim=16, n_heads=2, ffn_hidden=24, qk_norm=True,
@@ -213,6 +241,39 @@ class ReferenceSelfCheck(unittest.TestCase):
                     self.assertLess(err, 1e-7 + 1e-5 * abs(an), f"{name}{idx}: fd {fd} vs autograd {an}")
             print(f"  finite differences ({ncfg['norm_position']}): {2 * len(params)} entries, "
                   f"max |fd - autograd| = {worst:.2e}")
+
+    def test_finite_differences_moe(self):
+        # Expert choice is piecewise constant in the weights: a step of 1e-6 changes no
+        # pick here (if it did, the difference quotient would jump and fail).
+        for cfg in (H.make_config("moe", 2, dim=16, n_heads=2, ffn_hidden=24, qk_norm=True),
+                    H.make_config("mot", 3, dim=16, n_heads=2, ffn_hidden=24, norm_position="post",
+                                  moe_modalities=["text"])):
+            ncfg = R.normalize_config(cfg)
+            params = {k: torch.tensor(v, dtype=D) for k, v in H.random_params(cfg, 13).items()}
+            rows = H.random_rows(cfg, 3, 14, 14)
+            _, g = R.loss_and_grads(params, ncfg, rows)
+            rng = np.random.default_rng(1)
+            worst = 0.0
+            checked = 0
+            for name in sorted(params):
+                if "feed_forward" not in name and "norm" not in name:
+                    continue
+                for _ in range(3):
+                    idx = tuple(int(rng.integers(0, s)) for s in params[name].shape)
+                    h = 1e-6
+                    pp = {k: v.clone() for k, v in params.items()}
+                    pp[name][idx] += h
+                    lp = float(R.forward_loss(pp, ncfg, rows)["loss"])
+                    pp[name][idx] -= 2 * h
+                    lm = float(R.forward_loss(pp, ncfg, rows)["loss"])
+                    fd = (lp - lm) / (2 * h)
+                    an = float(g[name][idx])
+                    err = abs(fd - an)
+                    worst = max(worst, err)
+                    checked += 1
+                    self.assertLess(err, 1e-7 + 1e-5 * abs(an), f"{name}{idx}: fd {fd} vs autograd {an}")
+            print(f"  finite differences ({cfg['arch']} moe_modalities={cfg.get('moe_modalities')}): "
+                  f"{checked} entries of FFN/router/norm tensors, max |fd - autograd| = {worst:.2e}")
 
     def test_identical_modalities_equal_dense(self):
         dense = H.make_config("dense", 3, qk_norm=True, doc_mask=True)

@@ -54,16 +54,27 @@ void register_info(CLI::App& app, Action& action) {
                             {"flops_per_token_forward_matmul", k.flops_fwd_matmul},
                             {"flops_per_token_forward_attention", k.flops_fwd_attention},
                             {"flops_per_token_train", k.flops_train}};
+        if (mc.has_moe()) j["n_experts"] = mc.n_experts;
+        if (!mc.moe_modalities.empty()) j["moe_modalities"] = mc.moe_modalities;
         std::printf("%s\n", j.dump().c_str());
         return 0;
       }
       std::printf("arch %s: d %lld, %lld layers, %lld heads, ffn %lld, vocab %lld, %d modalities\n", mc.arch.c_str(),
                   (long long)mc.dim, (long long)mc.n_layers, (long long)mc.n_heads, (long long)mc.ffn_hidden,
                   (long long)mc.vocab_size, mc.n_modalities());
+      if (mc.has_moe()) {
+        std::string which = "every modality";
+        if (!mc.moe_modalities.empty()) {
+          which.clear();
+          for (const auto& m : mc.moe_modalities) which += (which.empty() ? "" : ", ") + m;
+        }
+        std::printf("MoE FFN (%s): %lld experts, expert choice at capacity 1 (one expert per token on average)\n",
+                    which.c_str(), (long long)mc.n_experts);
+      }
       std::printf("parameters:        %s total (%lld), of which embedding %s\n", human(k.params_total).c_str(),
                   (long long)k.params_total, human(k.params_embedding).c_str());
-      std::printf("active per token:  %s (its modality's weights + output head + its embedding row)\n",
-                  human(k.params_active).c_str());
+      std::printf("active per token:  %s (its modality's weights%s + output head + its embedding row)\n",
+                  human(k.params_active).c_str(), mc.has_moe() ? ", one expert's FFN and the router" : "");
       std::printf("FLOPs per token at seq %lld: forward %s (matmul 2*N_active = %s, attention 4*d*T_avg*L = %s), "
                   "training step %s\n",
                   (long long)T, human(k.flops_fwd).c_str(), human(k.flops_fwd_matmul).c_str(),

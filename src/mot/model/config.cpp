@@ -158,6 +158,15 @@ std::string ModelConfig::copy_name(Component c, int copy) const {
   fail("internal: bad weight copy index");
 }
 
+bool ModelConfig::ffn_is_moe(int copy) const {
+  if (arch == "moe") return true;
+  if (moe_modalities.empty()) return false;
+  const std::string name = copy_name(Component::Ffn, copy);
+  for (const auto& m : moe_modalities)
+    if (m == name) return true;
+  return false;
+}
+
 ModelConfig ModelConfig::from_json(const json& j, const std::string& where) {
   Reader r(j, where);
   ModelConfig c;
@@ -223,8 +232,6 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& where) {
 void ModelConfig::validate(const std::string& where) const {
   if (arch != "dense" && arch != "mot" && arch != "moe")
     fail(where, ".arch: '", arch, "' is not one of dense, mot, moe");
-  if (arch == "moe") fail(where, ".arch: 'moe' is not implemented in this version of the engine");
-  if (!moe_modalities.empty()) fail(where, ".moe_modalities: the MoT+MoE hybrid is not implemented in this version");
   if (dim <= 0) fail(where, ".dim: must be a positive integer (got ", dim, ")");
   if (n_layers <= 0) fail(where, ".n_layers: must be a positive integer (got ", n_layers, ")");
   if (n_heads <= 0) fail(where, ".n_heads: must be a positive integer (got ", n_heads, ")");
@@ -262,6 +269,26 @@ void ModelConfig::validate(const std::string& where) const {
     if (!names.count(owner)) fail(where, ".share.", who, ": unknown modality '", owner, "'");
     if (share.count(owner) || owner == who) fail(where, ".share.", who, ": '", owner, "' must own its weights");
   }
+  if (has_moe() && (n_experts < 1 || n_experts > 1024))
+    fail(where, ".n_experts: must be in [1, 1024] (got ", n_experts, ")");
+  if (arch == "moe" && untie[static_cast<int>(Component::Ffn)])
+    fail(where, ".untie: with arch = \"moe\" the FFN is tied (its experts replace untying); remove 'ffn'");
+  if (!moe_modalities.empty()) {
+    if (arch != "mot")
+      fail(where, ".moe_modalities: only the MoT+MoE hybrid (arch = \"mot\") has per-modality MoE FFNs");
+    if (!untie[static_cast<int>(Component::Ffn)])
+      fail(where, ".moe_modalities: the hybrid needs untied FFNs (untie must include 'ffn')");
+    std::set<std::string> seen;
+    for (const auto& m : moe_modalities) {
+      if (!names.count(m)) fail(where, ".moe_modalities: unknown modality '", m, "'");
+      if (!seen.insert(m).second) fail(where, ".moe_modalities: duplicate modality '", m, "'");
+      // A pool is one modality's positions in a row; weights shared between modalities
+      // would make that ambiguous, so MoE modalities neither share nor are shared.
+      if (share.count(m)) fail(where, ".moe_modalities: '", m, "' uses another modality's weights (share)");
+      for (const auto& [who, owner] : share)
+        if (owner == m) fail(where, ".moe_modalities: '", m, "' lends its weights to '", who, "' (share)");
+    }
+  }
 }
 
 json ModelConfig::to_json() const {
@@ -283,6 +310,8 @@ json ModelConfig::to_json() const {
     if (untie[i]) u.push_back(kComponentNames[i]);
   j["untie"] = u;
   j["doc_mask"] = doc_mask;
+  if (has_moe()) j["n_experts"] = n_experts;
+  if (!moe_modalities.empty()) j["moe_modalities"] = moe_modalities;
   json mods = json::array();
   for (const auto& m : modalities) mods.push_back({{"name", m.name}, {"begin", m.begin}, {"end", m.end}});
   j["modalities"] = mods;

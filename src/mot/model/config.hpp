@@ -48,6 +48,11 @@ struct ModelConfig {
   int copy_of(Component c, int m) const;
   int n_copies(Component c) const;
   std::string copy_name(Component c, int copy) const;  // modality name of that copy
+  // MoE (SPEC section 2): whether FFN weight copy `copy` is a mixture of n_experts
+  // experts with a router (every copy with arch = "moe"; the copies of moe_modalities
+  // in the MoT+MoE hybrid) rather than one SwiGLU.
+  bool ffn_is_moe(int copy) const;
+  bool has_moe() const { return arch == "moe" || !moe_modalities.empty(); }
 
   static ModelConfig from_json(const nlohmann::json& j, const std::string& where);
   nlohmann::json to_json() const;

@@ -54,7 +54,8 @@ void Model::carve(Arena& a) {
     adam_m_ = a.alloc<float>(P);
     adam_v_ = a.alloc<float>(P);
   }
-  const bool post = cfg_.post_norm();
+  const bool post = cfg_.post_norm(), moe = cfg_.has_moe();
+  const int64_t E = cfg_.n_experts;
   auto layer = [&] {
     LayerActs s;
     s.rstd1 = a.alloc<float>(N);
@@ -71,6 +72,11 @@ void Model::carve(Arena& a) {
     s.h = a.alloc<float>(N * d);
     s.ac = a.alloc<float>(N * 2 * F);
     if (post) s.f_raw = a.alloc<float>(N * d);
+    if (moe) {
+      s.moe_prob = a.alloc<float>(N * E);
+      s.moe_pick = a.alloc<int32_t>(N);
+      s.moe_slot = a.alloc<int32_t>(N * E);
+    }
     return s;
   };
   acts_.assign(L, LayerActs{});
@@ -95,6 +101,12 @@ void Model::carve(Arena& a) {
   ws_.reduce = a.alloc<float>(cpu::kReduceChunks * std::max<int64_t>(d, 2 * hd));
   ws_.rope_cos = a.alloc<float>(max_len_ * (hd / 2));
   ws_.rope_sin = a.alloc<float>(max_len_ * (hd / 2));
+  if (moe) {
+    ws_.moe_x = a.alloc<float>(N * d);
+    ws_.moe_y = a.alloc<float>(N * d);
+    ws_.moe_order = a.alloc<int32_t>(E * N);
+    if (training_) ws_.moe_dprob = a.alloc<float>(N * E);
+  }
   if (training_) {
     ws_.dx = a.alloc<float>(N * d);
     ws_.dA = a.alloc<float>(N * d);

@@ -6,6 +6,7 @@
 //   norm_block.cpp       group-wise RMSNorm forward/backward (per-modality weights)
 //   attention_block.cpp  QKV projection, QK-norm, RoPE, tiled attention, Wo
 //   ffn_block.cpp        SwiGLU feed-forward
+//   moe_block.cpp        mixture-of-experts feed-forward (expert choice)
 //   head.cpp             final norm, output projection, chunked cross-entropy
 //   model.cpp            embedding and the layer loop
 #pragma once
@@ -44,7 +45,10 @@ struct LayerActs {
   float* cat = nullptr;     // [N, d] heads concatenated (input of Wo)
   float* o_raw = nullptr;   // [N, d] Wo output (post-norm only)
   float* h = nullptr;       // [N, d] residual after attention
-  float* ac = nullptr;      // [N, 2F] W1 x | W3 x
+  float* ac = nullptr;      // [N, 2F] W1 x | W3 x (MoE group: rows of the experts' picks)
+  float* moe_prob = nullptr;   // [N, E] router softmax (MoE only)
+  int32_t* moe_pick = nullptr; // [N] MoE group: sorted row of each expert's picks, expert after expert
+  int32_t* moe_slot = nullptr; // [N, E] where row s is in expert e's picks (index into moe_pick), -1 if not picked
   float* f_raw = nullptr;   // [N, d] W2 output (post-norm only)
 };
 
@@ -65,6 +69,11 @@ struct Workspace {
   float* dac = nullptr;     // [N, 2F]
   float* dg = nullptr;      // [N, F]
   float* dQ = nullptr, *dK = nullptr, *dV = nullptr, *dO = nullptr;  // [B, H, T, hd]
+  // MoE (rows of a group's picks, or of the group's positions)
+  float* moe_x = nullptr;      // [N, d] FFN inputs gathered for the experts
+  float* moe_y = nullptr;      // [N, d] expert outputs; in backward d(output) gathered, then d(input)
+  float* moe_dprob = nullptr;  // [N, E] d(router softmax), then d(router logits)
+  int32_t* moe_order = nullptr;  // [E, N] top-k scratch
 };
 
 // Wall-clock seconds spent in each part of run(), accumulated until reset.
@@ -113,6 +122,13 @@ class Model {
   // ffn_block.cpp
   void ffn_forward(int l, const float* in, float* out);
   void ffn_backward(int l, const float* in, const float* dout, float* din, bool accumulate);
+  void swiglu_group_forward(int l, const RowGroup& g, const float* in, float* out);
+  void swiglu_group_backward(int l, const RowGroup& g, const float* in, const float* dout, float* din,
+                             bool accumulate);
+  // moe_block.cpp: one MoE row group; same contract as the SwiGLU group functions.
+  void moe_forward(int l, const MoeGroup& g, const float* in, float* out);
+  void moe_backward(int l, const MoeGroup& g, const float* in, const float* dout, float* din, bool accumulate);
+  void moe_choose(const MoeGroup& g, const float* prob, int32_t* pick, int32_t* slot);
 
   ModelConfig cfg_;
   ParamTable table_;

@@ -61,9 +61,23 @@ ParamTable build_param_table(const ModelConfig& c) {
       L.attn_norm.push_back(b.add(p + "attention_norm" + suffix(c, Component::Norm, k) + ".weight", {d}, false));
     for (int k = 0; k < c.n_copies(Component::Ffn); ++k) {
       const std::string s = suffix(c, Component::Ffn, k);
-      L.w13.push_back(b.add(p + "feed_forward.w1" + s + ".weight", {F, d}, true));
-      b.add(p + "feed_forward.w3" + s + ".weight", {F, d}, true);
-      L.w2.push_back(b.add(p + "feed_forward.w2" + s + ".weight", {d, F}, true));
+      ExpertOffsets X;
+      if (!c.ffn_is_moe(k)) {
+        L.w13.push_back(b.add(p + "feed_forward.w1" + s + ".weight", {F, d}, true));
+        b.add(p + "feed_forward.w3" + s + ".weight", {F, d}, true);
+        L.w2.push_back(b.add(p + "feed_forward.w2" + s + ".weight", {d, F}, true));
+      } else {
+        L.w13.push_back(kNoTensor);
+        L.w2.push_back(kNoTensor);
+        X.router = b.add(p + "feed_forward.router" + s + ".weight", {c.n_experts, d}, true);
+        for (int64_t e = 0; e < c.n_experts; ++e) {
+          const std::string x = cat(p, "feed_forward.experts.", e, ".");
+          X.w13.push_back(b.add(x + "w1" + s + ".weight", {F, d}, true));
+          b.add(x + "w3" + s + ".weight", {F, d}, true);
+          X.w2.push_back(b.add(x + "w2" + s + ".weight", {d, F}, true));
+        }
+      }
+      L.experts.push_back(std::move(X));
     }
     for (int k = 0; k < c.n_copies(Component::Norm); ++k)
       L.ffn_norm.push_back(b.add(p + "ffn_norm" + suffix(c, Component::Norm, k) + ".weight", {d}, false));

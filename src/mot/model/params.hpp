@@ -3,7 +3,8 @@
 // optimizer is one loop and a future all-reduce is one call.
 //
 // Layout choices that make the hot path simple: per layer and weight copy, wq/wk/wv
-// are adjacent (one [3d, d] matrix, one GEMM) and w1/w3 are adjacent ([2F, d]).
+// are adjacent (one [3d, d] matrix, one GEMM) and w1/w3 are adjacent ([2F, d]), also
+// per MoE expert.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -21,10 +22,19 @@ struct ParamEntry {
   bool decay = false;  // AdamW weight decay: matrices except the embedding table
 };
 
+constexpr size_t kNoTensor = static_cast<size_t>(-1);
+
+// The tensors of one mixture-of-experts FFN weight copy.
+struct ExpertOffsets {
+  size_t router = kNoTensor;   // [E, d]
+  std::vector<size_t> w13, w2; // per expert: [2F, d] (w1 then w3), [d, F]
+};
+
 struct LayerOffsets {
   std::vector<size_t> wqkv, wo, q_norm, k_norm;  // one per attention weight copy
   std::vector<size_t> attn_norm, ffn_norm;       // one per norm weight copy
-  std::vector<size_t> w13, w2;                   // one per ffn weight copy
+  std::vector<size_t> w13, w2;                   // one per ffn weight copy (kNoTensor for a MoE copy)
+  std::vector<ExpertOffsets> experts;            // one per ffn weight copy (router kNoTensor: SwiGLU)
 };
 
 struct ParamTable {

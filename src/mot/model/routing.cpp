@@ -17,12 +17,50 @@ bool debug_swap() {
   }();
   return on;
 }
+
+// One pool per batch row and MoE ffn group: the row's positions whose sorted index lies
+// in the group, listed in position order (the order expert choice breaks ties in).
+void build_pools(const ModelConfig& c, Routing& r) {
+  r.moe.clear();
+  r.pools.clear();
+  r.pool_rows.resize(r.N);
+  if (!c.has_moe()) return;
+  const int64_t E = c.n_experts;
+  for (const RowGroup& g : r.groups[static_cast<int>(Component::Ffn)]) {
+    if (!c.ffn_is_moe(g.copy)) continue;
+    MoeGroup mg;
+    mg.begin = g.begin;
+    mg.end = g.end;
+    mg.copy = g.copy;
+    mg.pool0 = static_cast<int64_t>(r.pools.size());
+    int64_t fill = g.begin;
+    for (int64_t b = 0; b < r.B; ++b) {
+      MoePool p;
+      p.begin = fill;
+      p.pick0 = mg.k;
+      for (int64_t t = 0; t < r.row_len[b]; ++t) {
+        const int32_t s = r.inv[b * r.T + t];
+        if (s >= g.begin && s < g.end) r.pool_rows[fill++] = s;
+      }
+      p.size = fill - p.begin;
+      if (p.size == 0) continue;
+      mg.k += p.size / E;  // capacity 1: k = floor(1 * n / E)
+      r.pools.push_back(p);
+    }
+    mg.pool1 = static_cast<int64_t>(r.pools.size());
+    r.moe.push_back(mg);
+  }
+}
+
 }  // namespace
 
 void Routing::reserve(const ModelConfig& c, int64_t rows, int64_t len) {
   const size_t n = static_cast<size_t>(rows * len);
   for (auto* v : {&perm, &inv, &input, &target, &target_mod, &pos, &doc_start}) v->reserve(n);
   row_len.reserve(rows);
+  pool_rows.reserve(n);
+  pools.reserve(rows * c.n_modalities());
+  moe.reserve(c.n_modalities());
   mod_begin.reserve(c.n_modalities() + 1);
   targets_by_mod.reserve(c.n_modalities());
   for (auto& g : groups) g.reserve(c.n_modalities());
@@ -105,6 +143,7 @@ void build_routing(const ModelConfig& c, const TokenBatch& batch, Routing& r) {
       else g.push_back({b0, e0, copy});
     }
   }
+  build_pools(c, r);
 }
 
 }  // namespace mot

@@ -26,6 +26,26 @@ struct RowGroup {
   int copy = 0;                // weight copy applied to them
 };
 
+// Expert choice (SPEC section 2, MoE): a pool is one batch row's positions in one MoE
+// row group (arch = "moe": the whole row; hybrid: the row's positions of that modality).
+// Positions are the row's inputs: its last valid token is only a target and takes no
+// part in the choice.
+struct MoePool {
+  int64_t begin = 0, size = 0;  // its sorted rows are pool_rows[begin, begin + size), in position order
+  int64_t pick0 = 0;            // where its picks start in each expert's pick list of the group
+};
+
+struct MoeGroup {
+  int64_t begin = 0, end = 0;  // the ffn row group (sorted rows)
+  int copy = 0;                // its ffn weight copy (a mixture of experts)
+  int64_t pool0 = 0, pool1 = 0;  // its pools: pools[pool0, pool1)
+  // Positions each expert picks in the group: the sum over its pools of
+  // k = floor(capacity * size / E), capacity 1. The same for every expert, and
+  // E * k <= end - begin, so the experts' picks fit in the group's own rows of any
+  // per-row buffer.
+  int64_t k = 0;
+};
+
 struct Routing {
   int64_t B = 0, T = 0, N = 0;     // rows, positions per row (max), valid positions
   std::vector<int32_t> row_len;    // valid positions of each row (a prefix)
@@ -40,6 +60,10 @@ struct Routing {
   std::vector<RowGroup> groups[kComponents];  // contiguous rows sharing one weight copy
   int64_t n_targets = 0;
   std::vector<int64_t> targets_by_mod;
+  // MoE pools, one entry per ffn group whose weight copy is a mixture of experts.
+  std::vector<MoeGroup> moe;
+  std::vector<MoePool> pools;
+  std::vector<int32_t> pool_rows;  // [N]: within each MoE group's rows, a permutation of them
 
   // Sizes every vector for the largest batch so that later builds do not allocate.
   void reserve(const ModelConfig& c, int64_t rows, int64_t len);
