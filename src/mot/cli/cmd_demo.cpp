@@ -3,6 +3,9 @@
 // depth, tokens and data order) for several seeds, two runs at a time, and writes a
 // report with per-modality and per-direction losses, step-matching ratios and a plot.
 #include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "mot/cli/commands.hpp"
@@ -110,6 +113,22 @@ void register_demo(CLI::App& app, Action& action) {
         std::snprintf(b, sizeof b, "%.2fM", n / 1e6);
         return std::string(b);
       };
+      // The corpus facts the report should carry: tokenizer quality and size.
+      std::string corpus_facts;
+      if (std::ifstream sf(o->data + "/summary.json"); sf) {
+        try {
+          const auto j = nlohmann::json::parse(sf);
+          char b[256];
+          std::snprintf(b, sizeof b,
+                        " Corpus: %lld training tokens; text BPE %d pieces; image VQ %d codes, reconstruction PSNR "
+                        "%.1f dB on held-out images.",
+                        static_cast<long long>(j["shards"]["train-000.shard"]["tokens"].get<int64_t>()),
+                        j["text_vocab"].get<int>(), j["codebook"].get<int>(),
+                        j["vq_psnr_db"]["heldout"].get<double>());
+          corpus_facts = b;
+        } catch (const nlohmann::json::exception&) {
+        }
+      }
       in.setup = cat(
           "Both variants share width (d ", rc.model.dim, "), depth (", rc.model.n_layers, " layers, ", rc.model.n_heads,
           " heads), FLOPs per token, data and data order; only `arch` differs. Dense: ",
@@ -118,7 +137,7 @@ void register_demo(CLI::App& app, Action& action) {
           " rows x ", rc.train.seq_len, " tokens. Data: `", o->data,
           "` (held-out scenes: validation documents show unseen shape/colour combinations; gen = caption then "
           "image, cap = image then caption, qa = text only). Validation every ", rc.train.eval_every,
-          " steps on ", rc.train.eval_batches * rc.train.batch_size, " rows per document kind.\n\n",
+          " steps on ", rc.train.eval_batches * rc.train.batch_size, " rows per document kind.", corpus_facts, "\n\n",
           "How to read it: a step-matching ratio is only an effect when every seed agrees; \"not stable\" and "
           "\"not reached\" are reported as they are. The paper (Chameleon setting, 37M-7B parameters, far more "
           "tokens) reports MoT reaching dense's image loss in 0.20-0.35 of the steps and text in 0.53-0.66. At this "

@@ -1,5 +1,7 @@
 #include "mot/data/corpus.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -132,11 +134,16 @@ void synth_corpus(const CorpusOptions& o) {
   progress(o, cat("rendered ", train_images.size() + val_images.size(), " images of ", o.image_size, "x",
                   o.image_size, "; learning a ", o.codebook, "-entry VQ codebook on ", o.patch, "x", o.patch,
                   " patches"));
+  const bool tty = isatty(2);
   VqCodebook vq = VqCodebook::train(train_images, o.patch, o.codebook, o.seed, o.vq_iters, 400000,
                                     [&](int it, int n, double dist) {
-                                      if (!o.quiet) std::fprintf(stderr, "\rsynth: k-means iteration %d/%d, distortion %.5f", it, n, dist);
+                                      // One line per iteration in logs; one updating line on a terminal.
+                                      if (!o.quiet)
+                                        std::fprintf(stderr, tty ? "\rsynth: k-means iteration %d/%d, distortion %.5f"
+                                                                 : "synth: k-means iteration %d/%d, distortion %.5f\n",
+                                                     it, n, dist);
                                     });
-  if (!o.quiet) std::fprintf(stderr, "\n");
+  if (!o.quiet && tty) std::fprintf(stderr, "\n");
   const double psnr_train = reconstruction_psnr(vq, std::vector<Image>(train_images.begin(),
                                                                        train_images.begin() + std::min<size_t>(train_images.size(), 2000)));
   const double psnr_val = reconstruction_psnr(vq, val_images);
