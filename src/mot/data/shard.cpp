@@ -1,19 +1,14 @@
 #include "mot/data/shard.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <set>
 #include <string_view>
 
 #include "mot/core/error.hpp"
 #include "mot/io/atomic_file.hpp"
+#include "mot/io/mapped_file.hpp"
 
 // Fields are little-endian and read with memcpy, so the host must match.
 static_assert(std::endian::native == std::endian::little, "mot assumes a little-endian host");
@@ -80,37 +75,12 @@ size_t first_bad_token(const uint8_t* p, size_t n, uint32_t vocab) {
   return n;
 }
 
-std::shared_ptr<void> map_file(const std::string& path, size_t* size) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, ": cannot open: ", std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    int err = errno;
-    ::close(fd);
-    fail(path, ": cannot stat: ", std::strerror(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(path, ": not a regular file");
-  }
-  if (st.st_size == 0) {  // mmap of 0 bytes fails with EINVAL; say what is really wrong
-    ::close(fd);
-    fail(path, ": empty file");
-  }
-  void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
-  int err = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (p == MAP_FAILED) fail(path, ": mmap failed: ", std::strerror(err));
-  *size = static_cast<size_t>(st.st_size);
-  size_t len = *size;
-  return std::shared_ptr<void>(p, [len](void* q) { ::munmap(q, len); });
-}
 
 }  // namespace
 
 Shard Shard::open(const std::string& path) {
   size_t size = 0;
-  std::shared_ptr<void> mapping = map_file(path, &size);
+  std::shared_ptr<void> mapping = io::map_file(path, &size);
   Shard s = parse({static_cast<const uint8_t*>(mapping.get()), size}, path);
   s.mapping_ = std::move(mapping);
   return s;
