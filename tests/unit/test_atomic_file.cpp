@@ -1,6 +1,8 @@
 // AtomicWriter: the target keeps its old content on any failure and no temp file is
 // ever left behind.
 #include <gtest/gtest.h>
+
+#include "test_files.hpp"
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,16 +22,8 @@ using mot::io::write_file_atomic;
 
 namespace {
 
-class AtomicFileTest : public ::testing::Test {
+class AtomicFileTest : public mot::test::TempDirTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "mot_atomic_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
   static std::string slurp(const std::string& p) {
     std::ifstream in(p, std::ios::binary);
     std::stringstream ss;
@@ -44,7 +38,6 @@ class AtomicFileTest : public ::testing::Test {
     return v;
   }
 
-  fs::path dir_;
 };
 
 TEST_F(AtomicFileTest, WritesNewFileWithoutLeftovers) {

@@ -2,6 +2,8 @@
 // other colour types to RGB, and every truncation / single-byte corruption of a file
 // turning into a mot::Error that names the path (never a crash or a wrong image).
 #include <gtest/gtest.h>
+
+#include "test_files.hpp"
 #include <spng.h>
 #include <unistd.h>
 
@@ -20,31 +22,13 @@ using mot::data::Image;
 using mot::data::psnr;
 using mot::data::read_png;
 using mot::data::write_png;
-using Bytes = std::vector<uint8_t>;
+using mot::test::Bytes;
+using mot::test::slurp;
+using mot::test::spit;
 
 namespace {
 
-class PngTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "mot_png_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
-};
-
-Bytes slurp(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  return Bytes(std::istreambuf_iterator<char>(in), {});
-}
-
-void spit(const std::string& p, const Bytes& b) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
+class PngTest : public mot::test::TempDirTest {};
 
 Image random_image(int w, int h, uint64_t seed) {
   mot::Rng rng(seed);

@@ -1,6 +1,8 @@
 // safetensors: writer round trip, layout a standard reader accepts, dtype conversion,
 // and every kind of corruption turning into mot::Error (never a crash).
 #include <gtest/gtest.h>
+
+#include "test_files.hpp"
 #include <unistd.h>
 
 #include <bit>
@@ -17,30 +19,13 @@ namespace fs = std::filesystem;
 using mot::io::DType;
 using mot::io::SafetensorsFile;
 using mot::io::TensorToWrite;
-using Bytes = std::vector<uint8_t>;
+using mot::test::Bytes;
+using mot::test::slurp;
+using mot::test::spit;
 
 namespace {
 
-class SafetensorsTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "mot_st_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
-};
-
-Bytes slurp(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  return Bytes(std::istreambuf_iterator<char>(in), {});
-}
-
-void dump(const std::string& p, const Bytes& b) {
-  std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), b.size());
-}
+class SafetensorsTest : public mot::test::TempDirTest {};
 
 // Raw file image: 8-byte length, header text, then `data` bytes.
 Bytes image(const std::string& header, const Bytes& data = {}) {
@@ -182,7 +167,7 @@ TEST_F(SafetensorsTest, ByteFlipsNeverCrash) {
 
 TEST_F(SafetensorsTest, OpenErrorsNameThePath) {
   for (const std::string& p : {path("missing"), path("empty"), dir_.string()}) {
-    if (p == path("empty")) dump(p, {});
+    if (p == path("empty")) spit(p, {});
     try {
       SafetensorsFile::open(p);
       FAIL() << p;

@@ -1,6 +1,8 @@
 // Token shards: round trips in both token widths, and every way a shard can be
 // truncated or corrupt producing mot::Error (never a crash or an out-of-range token).
 #include <gtest/gtest.h>
+
+#include "test_files.hpp"
 #include <unistd.h>
 
 #include <cstring>
@@ -14,31 +16,23 @@ namespace fs = std::filesystem;
 using mot::data::ModalityRange;
 using mot::data::Shard;
 using mot::data::write_shard;
-using Bytes = std::vector<uint8_t>;
+using mot::test::Bytes;
+using mot::test::slurp;
+using mot::test::spit;
 
 namespace {
 
-class ShardTest : public ::testing::Test {
+class ShardTest : public mot::test::TempDirTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "mot_shard_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-
   // A valid 2-byte shard: text [0,100), image [100,300); 10 tokens in 4 documents.
   Bytes sample() {
     std::vector<uint32_t> tokens = {1, 2, 3, 150, 299, 0, 99, 100, 5, 6};
     std::vector<uint64_t> docs = {0, 3, 7, 7, 10};
     write_shard(path("s.bin"), kMods, tokens, docs);
-    std::ifstream in(path("s.bin"), std::ios::binary);
-    return Bytes(std::istreambuf_iterator<char>(in), {});
+    return slurp(path("s.bin"));
   }
 
   const std::vector<ModalityRange> kMods = {{"text", 0, 100}, {"image", 100, 300}};
-  fs::path dir_;
 };
 
 Shard parse(const Bytes& b) { return Shard::parse(b, "mem"); }

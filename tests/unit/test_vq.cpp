@@ -3,6 +3,8 @@
 // images encode/decode exactly, reconstruction PSNR on rectangle images and on the
 // corpus scenes, codebook save/load and its corruption handling, and speed.
 #include <gtest/gtest.h>
+
+#include "test_files.hpp"
 #include <omp.h>
 #include <unistd.h>
 
@@ -24,31 +26,13 @@ namespace fs = std::filesystem;
 using mot::Rng;
 using mot::data::Image;
 using mot::data::VqCodebook;
-using Bytes = std::vector<uint8_t>;
+using mot::test::Bytes;
+using mot::test::slurp;
+using mot::test::spit;
 
 namespace {
 
-class VqTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::string tmpl = ::testing::TempDir() + "mot_vq_XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
-};
-
-Bytes slurp(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  return Bytes(std::istreambuf_iterator<char>(in), {});
-}
-
-void spit(const std::string& p, const Bytes& b) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
+class VqTest : public mot::test::TempDirTest {};
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
