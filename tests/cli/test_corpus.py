@@ -140,15 +140,16 @@ class Corpus(unittest.TestCase):
                        "image given caption", "seed 2"):
             self.assertIn(needle, report)
         # every step-matching cell is a ratio or says "not reached"
-        rows = [l for l in report.split("## Step matching")[1].split("## Summary")[0].splitlines()
+        rows = [l for l in report.split("## Step matching")[1].split("## FLOPs matching")[0].splitlines()
                 if l.startswith("| ") and "| mot |" in l]
         self.assertEqual(len(rows), 7)
         for row in rows:
             cells = [c.strip() for c in row.strip("|").split("|")][2:4]
             for c in cells:
                 self.assertTrue(c == "not reached" or 0 < float(c) < 10, row)
-        with open(os.path.join(out, "loss.png"), "rb") as f:
-            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        for png in ("loss.png", "loss-flops.png", "loss-wallclock.png"):
+            with open(os.path.join(out, png), "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
         # A second run reuses the finished runs.
         r = run(["demo", "--config", os.path.join(ROOT, "configs", "tiny.toml"), "--data", self.data,
                  "--out", out, "--seeds", "2", "--steps", "20"])

@@ -16,6 +16,7 @@ void register_train(CLI::App& app, Action& action);
 void register_info(CLI::App& app, Action& action);
 void register_data(CLI::App& app, Action& action);
 void register_demo(CLI::App& app, Action& action);
+void register_compare(CLI::App& app, Action& action);
 void register_bench(CLI::App& app, Action& action);
 
 }  // namespace mot::cli

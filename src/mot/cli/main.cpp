@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   mot::cli::register_info(app, action);
   mot::cli::register_data(app, action);
   mot::cli::register_demo(app, action);
+  mot::cli::register_compare(app, action);
   mot::cli::register_bench(app, action);
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;

@@ -1,18 +1,15 @@
 #include "mot/compare/report.hpp"
 
 #include <algorithm>
-#include <cmath>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
+#include <optional>
 #include <sstream>
 
+#include "mot/compare/plot.hpp"
 #include "mot/core/error.hpp"
 #include "mot/io/atomic_file.hpp"
 
 namespace mot::compare {
-
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -26,6 +23,122 @@ std::string f2(double v) {
   std::snprintf(b, sizeof b, "%.2f", v);
   return b;
 }
+std::string human(double v) {
+  const char* unit[] = {"", "K", "M", "G", "T", "P"};
+  int u = 0;
+  while (v >= 1000.0 && u < 5) { v /= 1000.0; ++u; }
+  char b[32];
+  std::snprintf(b, sizeof b, u ? "%.2f%s" : "%.0f%s", v, unit[u]);
+  return b;
+}
+
+// mean (min–max) over values
+std::string mean_spread(const std::vector<double>& v, std::string (*fmt)(double)) {
+  double s = 0, lo = v[0], hi = v[0];
+  for (double x : v) { s += x; lo = std::min(lo, x); hi = std::max(hi, x); }
+  if (v.size() == 1) return fmt(s);
+  return fmt(s / v.size()) + " (" + fmt(lo) + "–" + fmt(hi) + ")";
+}
+
+// The mean over the seeds that reached the target, saying how many did not: a cell is
+// never empty.
+std::string reached_cell(const std::vector<double>& reached, size_t seeds) {
+  if (reached.empty()) return "not reached";
+  std::string s = mean_spread(reached, f2);
+  if (reached.size() < seeds) s += cat(", not reached in ", seeds - reached.size(), " of ", seeds, " seeds");
+  return s;
+}
+
+const Run& run_of(const ReportInput& in, const std::string& v, int seed);
+
+struct AxisInfo {
+  Axis axis;
+  const char* heading;  // "Step matching"
+  const char* unit;     // what is counted
+  const char* png;
+  const char* xlabel;
+};
+const AxisInfo kAxes[] = {
+    {Axis::Steps, "Step matching", "training steps", "loss.png", "training step"},
+    {Axis::Flops, "FLOPs matching", "training FLOPs", "loss-flops.png", "training FLOPs"},
+    {Axis::Seconds, "Wall-clock matching", "training seconds", "loss-wallclock.png",
+     "training seconds (sum of step times)"},
+};
+
+// Per seed: the ratio of `variant` against the baseline on one loss and axis.
+std::vector<std::optional<double>> ratios(const ReportInput& in, const MetricSpec& m, const std::string& v, Axis a) {
+  const std::string& base = in.variants.front().name;
+  std::vector<std::optional<double>> out;
+  for (int seed : in.seeds) {
+    out.push_back(step_matching_ratio(on_axis(run_of(in, base, seed).metrics, m.key, a, flops_per_token(in, base)),
+                                      on_axis(run_of(in, v, seed).metrics, m.key, a, flops_per_token(in, v))));
+  }
+  return out;
+}
+
+std::vector<double> reached_of(const std::vector<std::optional<double>>& r) {
+  std::vector<double> out;
+  for (const auto& x : r)
+    if (x) out.push_back(*x);
+  return out;
+}
+
+// The step-matching verdict, judged on every seed: an effect only when all agree.
+std::string verdict(const std::vector<double>& reached, size_t n, const std::string& v, const std::string& base) {
+  double mx = 0;
+  for (double r : reached) mx = std::max(mx, r);
+  if (reached.size() == n && mx < 0.95)
+    return cat(v, " reaches ", base, "'s final loss in ", mean_spread(reached, f2), " of the steps in every seed");
+  if (reached.size() == n && mx <= 1.0)
+    return cat("about even: ", v, " matches ", base, " only at the end of training in some seed");
+  if (reached.empty()) return cat(v, " never reaches ", base, "'s final loss");
+  return cat("not stable: ", v, " reaches ", base, "'s final loss in ", reached.size(), " of ", n, " seeds");
+}
+
+void table_head(std::ostringstream& md, const std::vector<std::string>& cols) {
+  md << "|";
+  for (const auto& c : cols) md << " " << c << " |";
+  md << "\n|";
+  for (size_t i = 0; i < cols.size(); ++i) md << " --- |";
+  md << "\n";
+}
+
+void matching_section(std::ostringstream& md, const ReportInput& in, const AxisInfo& ax) {
+  const std::string& base = in.variants.front().name;
+  md << "## " << ax.heading << " against " << base << "\n\n"
+     << "The " << ax.unit << " a variant needs to first reach the " << base
+     << " model's *final* validation loss (linearly interpolated between evaluations), divided by the " << ax.unit
+     << " " << base << " used in total, per seed (same seed = same data order). Below 1: the variant gets there "
+     << "with less; \"not reached\": it never did within the run.";
+  if (ax.axis == Axis::Flops) md << " FLOPs per token as `mot info` counts them (attention and MoE routers included).";
+  if (ax.axis == Axis::Seconds)
+    md << " Seconds are the runs' summed step times (validation and checkpoints excluded); they are comparable "
+          "only between runs that shared the machine alike.";
+  md << "\n\n";
+  std::vector<std::string> cols = {"validation loss", "variant"};
+  for (int seed : in.seeds) cols.push_back(cat("seed ", seed));
+  cols.push_back("mean (min–max)");
+  if (ax.axis == Axis::Steps) cols.push_back("verdict");
+  table_head(md, cols);
+  for (const auto& m : in.metrics)
+    for (size_t vi = 1; vi < in.variants.size(); ++vi) {
+      const std::string& v = in.variants[vi].name;
+      const auto r = ratios(in, m, v, ax.axis);
+      md << "| " << m.label << " | " << v << " |";
+      for (const auto& x : r) md << " " << (x ? f2(*x) : "not reached") << " |";
+      md << " " << reached_cell(reached_of(r), r.size()) << " |";
+      if (ax.axis == Axis::Steps) md << " " << verdict(reached_of(r), r.size(), v, base) << " |";
+      md << "\n";
+    }
+  md << "\n";
+}
+
+const Run& run_of(const ReportInput& in, const std::string& v, int seed) {
+  if (const Run* r = find_run(in, v, seed)) return *r;
+  fail("internal: the run of ", v, " seed ", seed, " is missing from the report input");
+}
+
+}  // namespace
 
 const Run* find_run(const ReportInput& in, const std::string& v, int seed) {
   for (const auto& r : in.runs)
@@ -33,164 +146,73 @@ const Run* find_run(const ReportInput& in, const std::string& v, int seed) {
   return nullptr;
 }
 
-const Series* series(const Run* r, const std::string& key) {
-  if (!r) return nullptr;
-  auto it = r->metrics.find(key);
-  return it == r->metrics.end() || it->second.empty() ? nullptr : &it->second;
+double flops_per_token(const ReportInput& in, const std::string& v) {
+  for (const auto& x : in.variants)
+    if (x.name == v) return x.train_flops_per_token;
+  fail("internal: unknown variant ", v);
 }
-
-// mean ± half-range over values
-std::string mean_spread(const std::vector<double>& v, std::string (*fmt)(double)) {
-  if (v.empty()) return "n/a";
-  double s = 0, lo = v[0], hi = v[0];
-  for (double x : v) { s += x; lo = std::min(lo, x); hi = std::max(hi, x); }
-  if (v.size() == 1) return fmt(s);
-  return fmt(s / v.size()) + " (" + fmt(lo) + "–" + fmt(hi) + ")";
-}
-
-void plot(const ReportInput& in, const std::vector<const MetricSpec*>& panels) {
-  const std::string dir = in.out_dir + "/curves";
-  fs::create_directories(dir);
-  // One data file per (variant, seed, metric) and one for the mean over seeds.
-  std::ostringstream gp;
-  const int n = static_cast<int>(panels.size());
-  const int cols = n <= 2 ? n : (n <= 4 ? 2 : 3), rows = (n + cols - 1) / cols;
-  gp << "set terminal pngcairo size " << 520 * cols << "," << 400 * rows << " font 'sans,10'\n"
-     << "set output '" << in.out_dir << "/loss.png'\n"
-     << "set multiplot layout " << rows << "," << cols << " title \"" << in.title << "\" font 'sans,13'\n"
-     << "set grid\nset key top right\nset xlabel 'training step'\nset ylabel 'validation loss (nats/token)'\n";
-  const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"};
-  for (int p = 0; p < n; ++p) {
-    const MetricSpec& m = *panels[p];
-    std::string safe = m.key;
-    std::replace(safe.begin(), safe.end(), '/', '_');
-    std::ostringstream cmd;
-    cmd << "plot ";
-    bool first = true;
-    for (size_t vi = 0; vi < in.variants.size(); ++vi) {
-      const std::string& v = in.variants[vi];
-      std::vector<const Series*> all;
-      for (int seed : in.seeds) {
-        const Series* s = series(find_run(in, v, seed), m.key);
-        if (!s) continue;
-        all.push_back(s);
-        const std::string file = cat(dir, "/", v, "-seed", seed, "-", safe, ".dat");
-        std::ofstream f(file);
-        for (size_t i = 0; i < s->steps.size(); ++i) f << s->steps[i] << " " << s->values[i] << "\n";
-        cmd << (first ? "" : ", ") << "'" << file << "' with lines lw 1 dt 3 lc rgb '" << colors[vi % 6]
-            << "' notitle";
-        first = false;
-      }
-      if (all.empty()) continue;
-      const Series mean = mean_series(all);
-      const std::string file = cat(dir, "/", v, "-mean-", safe, ".dat");
-      std::ofstream f(file);
-      for (size_t i = 0; i < mean.steps.size(); ++i) f << mean.steps[i] << " " << mean.values[i] << "\n";
-      cmd << (first ? "" : ", ") << "'" << file << "' with linespoints lw 2 pt 7 ps 0.4 lc rgb '" << colors[vi % 6]
-          << "' title '" << v << (all.size() > 1 ? cat(" (mean of ", all.size(), " seeds)") : "") << "'";
-      first = false;
-    }
-    gp << "set title \"" << m.label << "\"\n";
-    if (!first) gp << cmd.str() << "\n";
-  }
-  gp << "unset multiplot\n";
-  const std::string script = in.out_dir + "/loss.gnuplot";
-  io::write_file_atomic(script, gp.str());
-  const std::string command = "gnuplot '" + script + "' 2>'" + in.out_dir + "/gnuplot.log'";
-  if (std::system(command.c_str()) != 0)
-    fail("gnuplot failed to draw ", in.out_dir, "/loss.png (see ", in.out_dir, "/gnuplot.log; is gnuplot installed?)");
-}
-
-}  // namespace
 
 std::string write_report(const ReportInput& in) {
   std::ostringstream md;
-  const std::string& base = in.variants.front();
-  md << "# " << in.title << "\n\n" << in.setup << "\n\n";
-  md << "![validation loss curves](loss.png)\n\n";
+  const std::string& base = in.variants.front().name;
+  md << "# " << in.title << "\n\n" << in.setup << "\n\n## Variants\n\n";
+  table_head(md, {"variant", "what it is", "parameters", "active per token", "training FLOPs per token"});
+  for (const auto& v : in.variants)
+    md << "| " << v.name << " | " << v.description << " | " << human(static_cast<double>(v.params_total)) << " | "
+       << human(static_cast<double>(v.params_active)) << " | " << human(v.train_flops_per_token) << " |\n";
+  md << "\nValidation loss against training steps, training FLOPs and wall-clock seconds (dotted: single "
+        "seeds; solid: mean over seeds):\n\n";
+  for (const auto& ax : kAxes) md << "![validation loss against " << ax.unit << "](" << ax.png << ")\n\n";
 
   md << "## Final validation loss\n\nMean over " << in.seeds.size()
-     << " seed(s), with the range (min–max) in brackets. Lower is better.\n\n| metric |";
-  for (const auto& v : in.variants) md << " " << v << " |";
-  md << "\n| --- |";
-  for (size_t i = 0; i < in.variants.size(); ++i) md << " --- |";
-  md << "\n";
+     << " seed(s), with the range (min–max) in brackets. Lower is better.\n\n";
+  std::vector<std::string> cols = {"validation loss"};
+  for (const auto& v : in.variants) cols.push_back(v.name);
+  table_head(md, cols);
   for (const auto& m : in.metrics) {
     md << "| " << m.label << " |";
     for (const auto& v : in.variants) {
       std::vector<double> finals;
       for (int seed : in.seeds)
-        if (const Series* s = series(find_run(in, v, seed), m.key)) finals.push_back(s->final_value());
-      md << " " << mean_spread(finals, f4) << " |";
+        if (const Series s = on_axis(run_of(in, v.name, seed).metrics, m.key, Axis::Steps, 0); !s.empty())
+          finals.push_back(s.final_value());
+      md << " " << (finals.empty() ? "not logged" : mean_spread(finals, f4)) << " |";
     }
     md << "\n";
   }
-
-  md << "\n## Step matching against " << base
-     << "\n\nThe paper's measure: the training step at which a variant first reaches the " << base
-     << " model's *final* validation loss (linearly interpolated between evaluations), divided by " << base
-     << "'s step count. Below 1 means the variant needs fewer steps (and, at equal FLOPs per token, fewer FLOPs); "
-        "\"not reached\" means it never got there within the run.\n\n| metric | variant |";
-  for (int seed : in.seeds) md << " seed " << seed << " |";
-  md << " mean | verdict |\n| --- | --- |";
-  for (size_t i = 0; i < in.seeds.size(); ++i) md << " --- |";
-  md << " --- | --- |\n";
-  std::ostringstream summary;
-  for (const auto& m : in.metrics) {
-    for (size_t vi = 1; vi < in.variants.size(); ++vi) {
-      const std::string& v = in.variants[vi];
-      md << "| " << m.label << " | " << v << " |";
-      std::vector<double> reached;
-      int missing = 0;
-      for (int seed : in.seeds) {
-        const Series* d = series(find_run(in, base, seed), m.key);
-        const Series* s = series(find_run(in, v, seed), m.key);
-        if (!d || !s) { md << " n/a |"; ++missing; continue; }
-        const auto r = step_matching_ratio(*d, *s);
-        if (r) { reached.push_back(*r); md << " " << f2(*r) << " |"; }
-        else { md << " not reached |"; ++missing; }
-      }
-      std::string verdict;
-      const size_t n = in.seeds.size();
-      double mx = 0;
-      for (double r : reached) mx = std::max(mx, r);
-      if (reached.size() == n && mx < 0.95)
-        verdict = cat(v, " reaches ", base, "'s final loss in ", mean_spread(reached, f2), " of the steps in every seed");
-      else if (reached.size() == n && mx <= 1.0)
-        verdict = cat("about even: ", v, " matches ", base, " only at the end of training in some seed");
-      else if (reached.empty())
-        verdict = cat(v, " never reaches ", base, "'s final loss");
-      else
-        verdict = cat("not stable: ", v, " reaches ", base, "'s final loss in ", reached.size(), " of ", n, " seeds");
-      md << " " << (reached.empty() ? "—" : mean_spread(reached, f2)) << " | " << verdict << " |\n";
-      summary << "- **" << m.label << "** (" << v << "): " << verdict << ".\n";
-    }
-  }
-  md << "\n## Summary\n\n" << summary.str() << "\n";
-
-  md << "## Time per step\n\nMedian milliseconds per training step of each run (runs of different variants may "
-        "have shared the machine; compare within a row of seeds).\n\n| variant |";
-  for (int seed : in.seeds) md << " seed " << seed << " |";
-  md << "\n| --- |";
-  for (size_t i = 0; i < in.seeds.size(); ++i) md << " --- |";
   md << "\n";
+  for (const auto& ax : kAxes) matching_section(md, in, ax);
+
+  md << "## Summary\n\n";
+  for (const auto& m : in.metrics)
+    for (size_t vi = 1; vi < in.variants.size(); ++vi) {
+      const std::string& v = in.variants[vi].name;
+      const auto steps = ratios(in, m, v, Axis::Steps);
+      md << "- **" << m.label << "** (" << v << "): " << verdict(reached_of(steps), steps.size(), v, base)
+         << "; FLOPs-matching " << reached_cell(reached_of(ratios(in, m, v, Axis::Flops)), in.seeds.size())
+         << ", wall-clock-matching " << reached_cell(reached_of(ratios(in, m, v, Axis::Seconds)), in.seeds.size())
+         << ".\n";
+    }
+
+  md << "\n## Time per step\n\nMedian milliseconds per training step and total training seconds of each run.\n\n";
+  cols = {"variant"};
+  for (int seed : in.seeds) cols.push_back(cat("seed ", seed));
+  table_head(md, cols);
   for (const auto& v : in.variants) {
-    md << "| " << v << " |";
+    md << "| " << v.name << " |";
     for (int seed : in.seeds) {
-      const Series* s = series(find_run(in, v, seed), "ms");
-      if (!s) { md << " n/a |"; continue; }
-      std::vector<double> ms = s->values;
-      std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-      md << " " << f2(ms[ms.size() / 2]) << " |";
+      std::vector<double> ms = on_axis(run_of(in, v.name, seed).metrics, "ms", Axis::Steps, 0).values;
+      if (ms.empty()) { md << " not logged |"; continue; }
+      double total = 0;
+      for (double x : ms) total += x;
+      std::nth_element(ms.begin(), ms.begin() + static_cast<long>(ms.size() / 2), ms.end());
+      md << " " << f2(ms[ms.size() / 2]) << " ms/step, " << f2(total / 1000.0) << " s |";
     }
     md << "\n";
   }
   md << "\n## Reproduce\n\n```\n" << in.commands << "\n```\n";
 
-  std::vector<const MetricSpec*> panels;
-  for (const auto& m : in.metrics)
-    if (m.panel) panels.push_back(&m);
-  plot(in, panels);
+  for (const auto& ax : kAxes) plot_curves(in, ax.axis, ax.png, ax.xlabel);
   const std::string text = md.str();
   io::write_file_atomic(in.out_dir + "/report.md", text);
   return text;

@@ -1,7 +1,10 @@
-// The comparison report: final validation losses per variant (mean and spread over
-// seeds), the step-matching ratio of each variant against the dense baseline for
-// every metric, wall-clock per step, and loss curves plotted with gnuplot.
+// The comparison report: the variants and their sizes, final validation losses per
+// variant (mean and spread over seeds), and for every non-baseline variant and
+// validation loss the paper's matching ratios against the dense baseline, measured in
+// training steps, training FLOPs and wall-clock seconds; loss curves against each of
+// the three are plotted with gnuplot.
 #pragma once
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -12,7 +15,7 @@ namespace mot::compare {
 
 struct MetricSpec {
   std::string key;    // metrics.jsonl key, e.g. "val/cap/loss/text"
-  std::string label;  // "caption given image (text loss of image->caption documents)"
+  std::string label;  // "caption given image (captioning)"
   bool panel = false; // gets a plot panel
 };
 
@@ -22,19 +25,28 @@ struct Run {
   std::map<std::string, Series> metrics;
 };
 
+struct VariantInfo {
+  std::string name, description;
+  int64_t params_total = 0, params_active = 0;
+  double train_flops_per_token = 0;  // `mot info`'s accounting (router and attention included)
+};
+
 struct ReportInput {
   std::string title;
-  std::string out_dir;               // report.md, loss.png, curves/*.dat go here
-  std::vector<std::string> variants; // the first is the baseline (dense)
+  std::string out_dir;               // report.md, the PNGs and curves/*.dat go here
+  std::vector<VariantInfo> variants; // the first is the baseline (dense)
   std::vector<int> seeds;
-  std::vector<Run> runs;
-  std::vector<MetricSpec> metrics;
-  std::string setup;                 // markdown paragraph describing models and data
+  std::vector<Run> runs;             // one per variant and seed
+  std::vector<MetricSpec> metrics;   // present in every run
+  std::string setup;                 // markdown describing models, data and schedule
   std::string commands;              // how to reproduce
 };
 
-// Writes report.md and loss.png (via gnuplot); returns the markdown text.
-// Throws mot::Error if gnuplot fails.
+const Run* find_run(const ReportInput& in, const std::string& variant, int seed);
+double flops_per_token(const ReportInput& in, const std::string& variant);
+
+// Writes report.md, loss.png (against steps), loss-flops.png and loss-wallclock.png;
+// returns the markdown. Throws mot::Error if gnuplot fails.
 std::string write_report(const ReportInput& in);
 
 }  // namespace mot::compare

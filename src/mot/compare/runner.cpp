@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -24,6 +25,12 @@ namespace mot::compare {
 namespace fs = std::filesystem;
 
 namespace {
+
+std::atomic<int> g_stop{0};
+extern "C" void on_stop_signal(int sig) { g_stop.store(sig); }
+
+// `mot train` exits with 130 after saving when it was interrupted.
+constexpr int kInterrupted = 130;
 
 struct Last {
   int64_t step = 0;
@@ -79,19 +86,42 @@ bool run_finished(const std::string& run_dir, int64_t steps) {
   return fs::exists(run_dir + "/model.safetensors") && last_metrics(run_dir).step >= steps;
 }
 
-void run_train_jobs(const std::vector<TrainJob>& jobs, int parallel) {
+bool run_train_jobs(const std::vector<TrainJob>& jobs, int parallel) {
   struct Running {
     size_t job;
     pid_t pid;
   };
+  g_stop.store(0);
+  struct Handlers {
+    struct sigaction old_int {}, old_term {};
+    Handlers() {
+      struct sigaction sa {};
+      sa.sa_handler = on_stop_signal;
+      sa.sa_flags = SA_RESTART;  // the waitpid calls below must not return early
+      sigemptyset(&sa.sa_mask);
+      sigaction(SIGINT, &sa, &old_int);
+      sigaction(SIGTERM, &sa, &old_term);
+    }
+    ~Handlers() {
+      sigaction(SIGINT, &old_int, nullptr);
+      sigaction(SIGTERM, &old_term, nullptr);
+    }
+  } handlers;
   std::vector<Running> running;
   size_t next = 0;
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-  double last_print = -1e9;
+  double last_print = 0;  // first progress line after 10 s, when there is progress to show
   size_t done = 0;
   while (next < jobs.size() || !running.empty()) {
-    while (next < jobs.size() && static_cast<int>(running.size()) < std::max(1, parallel)) {
+    if (g_stop.load()) {
+      // A terminal's Ctrl-C reaches the children too; a signal sent to this process
+      // alone must stop them as well. Each saves a checkpoint and exits.
+      for (auto& r : running) kill(r.pid, SIGINT);
+      for (auto& r : running) waitpid(r.pid, nullptr, 0);
+      break;
+    }
+    while (next < jobs.size() && static_cast<int>(running.size()) < std::max(1, parallel) && !g_stop.load()) {
       const TrainJob& j = jobs[next];
       if (run_finished(j.run_dir, j.steps)) {
         std::fprintf(stderr, "  %-22s already finished, skipped\n", j.label.c_str());
@@ -110,6 +140,12 @@ void run_train_jobs(const std::vector<TrainJob>& jobs, int parallel) {
       const pid_t r = waitpid(running[i].pid, &status, WNOHANG);
       if (r == 0) { ++i; continue; }
       const TrainJob& j = jobs[running[i].job];
+      if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == kInterrupted) {
+        // Interrupted and saved (Ctrl-C reached it first): stop the others the same way.
+        g_stop.store(SIGINT);
+        running.erase(running.begin() + static_cast<long>(i));
+        continue;
+      }
       if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         for (auto& other : running)
           if (other.pid != running[i].pid) kill(other.pid, SIGINT);
@@ -140,6 +176,10 @@ void run_train_jobs(const std::vector<TrainJob>& jobs, int parallel) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
+  if (!g_stop.load()) return true;
+  std::fprintf(stderr, "  interrupted after %.0f s: %zu of %zu runs finished, the others saved their progress\n",
+               elapsed(), done, jobs.size());
+  return false;
 }
 
 }  // namespace mot::compare

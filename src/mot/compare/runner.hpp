@@ -19,7 +19,9 @@ struct TrainJob {
 bool run_finished(const std::string& run_dir, int64_t steps);
 
 // Runs all jobs, `parallel` at a time; the child's output goes to run_dir/train.log.
-// Throws mot::Error naming the job and its log if one fails.
-void run_train_jobs(const std::vector<TrainJob>& jobs, int parallel);
+// Throws mot::Error naming the job and its log if one fails. Returns false if SIGINT
+// or SIGTERM arrived: the running jobs were asked to save and stop (a later call
+// resumes them), no orphan keeps writing into a run another call could start again.
+bool run_train_jobs(const std::vector<TrainJob>& jobs, int parallel);
 
 }  // namespace mot::compare

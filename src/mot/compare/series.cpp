@@ -1,5 +1,6 @@
 #include "mot/compare/series.hpp"
 
+#include <algorithm>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -67,6 +68,37 @@ Series mean_series(const std::vector<const Series*>& runs) {
     }
   }
   return m;
+}
+
+Series along(const Series& s, const Series& per_step, double scale) {
+  // metrics.jsonl has one line per step in step order (a resumed run rewrites the lines
+  // after its checkpoint), so the running sum is the total up to each step.
+  std::vector<double> cum(per_step.values.size());
+  double sum = 0;
+  for (size_t i = 0; i < cum.size(); ++i) cum[i] = sum += per_step.values[i];
+  Series out;
+  for (size_t i = 0; i < s.steps.size(); ++i) {
+    const auto it = std::lower_bound(per_step.steps.begin(), per_step.steps.end(), s.steps[i]);
+    if (it == per_step.steps.end() || *it != s.steps[i]) continue;
+    out.steps.push_back(scale * cum[static_cast<size_t>(it - per_step.steps.begin())]);
+    out.values.push_back(s.values[i]);
+  }
+  return out;
+}
+
+Series on_axis(const std::map<std::string, Series>& metrics, const std::string& key, Axis axis,
+               double train_flops_per_token) {
+  auto get = [&](const std::string& k) {
+    auto it = metrics.find(k);
+    return it == metrics.end() ? Series{} : it->second;
+  };
+  const Series s = get(key);
+  switch (axis) {
+    case Axis::Steps: return s;
+    case Axis::Flops: return along(s, get("tokens"), train_flops_per_token);
+    case Axis::Seconds: return along(s, get("ms"), 1e-3);
+  }
+  return s;
 }
 
 }  // namespace mot::compare

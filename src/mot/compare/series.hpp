@@ -10,7 +10,7 @@
 namespace mot::compare {
 
 struct Series {
-  std::vector<double> steps, values;
+  std::vector<double> steps, values;  // steps: the x values (training steps unless moved by along())
   bool empty() const { return steps.empty(); }
   double final_value() const { return values.back(); }
   double final_step() const { return steps.back(); }
@@ -30,5 +30,21 @@ std::optional<double> step_matching_ratio(const Series& dense, const Series& var
 // Mean over several runs' series evaluated at the steps of the first (runs with
 // missing points are skipped at that step).
 Series mean_series(const std::vector<const Series*>& runs);
+
+// `s` with each step replaced by `scale` x the running sum of `per_step` up to and
+// including that step: e.g. per_step = the "tokens" series and scale = training FLOPs
+// per token gives loss against training FLOPs; per_step = "ms" and scale = 1e-3 gives
+// loss against training seconds. Points whose step `per_step` lacks are dropped.
+Series along(const Series& s, const Series& per_step, double scale);
+
+// The x axes a comparison measures progress on.
+enum class Axis { Steps, Flops, Seconds };
+
+// A run's series `key` against `axis`: training steps as logged; training FLOPs =
+// target tokens so far x `train_flops_per_token`; seconds = the run's per-step `ms`
+// summed (the training step itself: validation and checkpoints are left out, so runs
+// that evaluate equally often compare fairly). Empty if the run lacks `key`.
+Series on_axis(const std::map<std::string, Series>& metrics, const std::string& key, Axis axis,
+               double train_flops_per_token);
 
 }  // namespace mot::compare
