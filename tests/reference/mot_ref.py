@@ -31,6 +31,48 @@ import torch
 DTYPE = torch.float64
 
 # ---------------------------------------------------------------------------------
+# linear layers: plain float64, or emulating a bf16 x bf16 -> fp32 GEMM
+# ---------------------------------------------------------------------------------
+
+_MATMUL_BF16 = False
+
+
+def set_matmul_bf16(on):
+    """With on, every weight GEMM (projections, FFN, router, output head) rounds both
+    operands to bf16 (via float32, as an engine holding fp32 values does) in the
+    forward and in both backward GEMMs (the incoming gradient too), and keeps the
+    products and sums in float64. Attention, norms and softmax stay float64."""
+    global _MATMUL_BF16
+    _MATMUL_BF16 = bool(on)
+
+
+def round_bf16(t):
+    return t.to(torch.float32).to(torch.bfloat16).to(t.dtype)
+
+
+class _LinearBf16(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w):
+        xr, wr = round_bf16(x), round_bf16(w)
+        ctx.save_for_backward(xr, wr)
+        return xr @ wr.t()
+
+    @staticmethod
+    def backward(ctx, dy):
+        xr, wr = ctx.saved_tensors
+        dyr = round_bf16(dy)
+        dx = dyr @ wr
+        dw = (dyr.reshape(-1, dyr.shape[-1]).t() @ xr.reshape(-1, xr.shape[-1]))
+        return dx, dw
+
+
+def linear(x, w):
+    """x @ w.T (w: [out, in], nn.Linear layout)."""
+    if _MATMUL_BF16:
+        return _LinearBf16.apply(x, w)
+    return x @ w.t()
+
+# ---------------------------------------------------------------------------------
 # safetensors: tiny reader / writer (json + struct + numpy)
 # ---------------------------------------------------------------------------------
 
@@ -345,7 +387,7 @@ def forward_loss(params, config, rows):
         def proj(wname, normname=None):
             per = {}
             for (o, n) in _names(c, f"{base}.{wname}", "attention"):
-                y = xin @ P(n).t()  # [B, T, d]
+                y = linear(xin, P(n))  # [B, T, d]
                 y = y.view(B, T, H, hd)
                 if normname is not None:
                     nn_ = n.replace(f".{wname}", f".{normname}")
@@ -365,10 +407,10 @@ def forward_loss(params, config, rows):
         s = q @ k.transpose(-1, -2) / math.sqrt(hd) + neg
         a = torch.softmax(s, dim=-1) @ v  # [B, H, T, hd]
         a = a.transpose(1, 2).reshape(B, T, d)
-        return _apply(c, "attention", pos_owner, params, f"{base}.wo", lambda w: a @ w.to(DTYPE).t())
+        return _apply(c, "attention", pos_owner, params, f"{base}.wo", lambda w: linear(a, w.to(DTYPE)))
 
     def swiglu(xin, n1, n3, n2):
-        return (torch.nn.functional.silu(xin @ P(n1).t()) * (xin @ P(n3).t())) @ P(n2).t()
+        return linear(torch.nn.functional.silu(linear(xin, P(n1))) * linear(xin, P(n3)), P(n2))
 
     # MoE pools: a position belongs to its row's pool when it is an input with a
     # target. The last valid token of a row is only a target: the model's input
@@ -380,7 +422,7 @@ def forward_loss(params, config, rows):
         """Expert choice over each row's pool (SPEC section 2), the obvious loop."""
         sfx = f".{o}" if o else ""
         E = c["n_experts"]
-        prob = torch.softmax(xin @ P(f"{base}.router{sfx}.weight").t(), dim=-1)  # [B, T, E]
+        prob = torch.softmax(linear(xin, P(f"{base}.router{sfx}.weight")), dim=-1)  # [B, T, E]
         pool_mask = in_pool if o is None else in_pool & (pos_owner == ows.index(o))
         rows_out = []
         for b in range(B):
@@ -421,7 +463,7 @@ def forward_loss(params, config, rows):
         else:
             raise ValueError(c["norm_position"])
     x = norm("norm", x)
-    logits = x @ P("output.weight").t()  # [B, T, V]
+    logits = linear(x, P("output.weight"))  # [B, T, V]
 
     tgt = torch.full_like(tok, -1)
     tgt[:, :-1] = tok[:, 1:]

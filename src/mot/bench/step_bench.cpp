@@ -8,8 +8,10 @@
 #include <vector>
 
 #include "mot/backend/cpu/gemm.hpp"
+#include "mot/backend/cpu/matmul.hpp"
 #include "mot/core/cpu_setup.hpp"
 #include "mot/core/error.hpp"
+#include "mot/core/profile.hpp"
 #include "mot/core/rng.hpp"
 #include "mot/model/model.hpp"
 #include "mot/train/optimizer.hpp"
@@ -60,7 +62,6 @@ nlohmann::json run_step_bench(const BenchOptions& o) {
   if (o.arch != "dense" && o.arch != "mot") fail("--arch must be dense or mot (got '", o.arch, "')");
   if (o.modalities < 1 || o.modalities > 3) fail("--modalities must be 1, 2 or 3 (got ", o.modalities, ")");
   if (o.dtype != "fp32" && o.dtype != "bf16") fail("--dtype must be fp32 or bf16 (got '", o.dtype, "')");
-  if (o.dtype == "bf16") fail("--dtype bf16 is not implemented in this version (fp32 only)");
   if (o.vocab < o.modalities * 2) fail("--vocab ", o.vocab, " is too small for ", o.modalities, " modalities");
   for (auto [name, v] : {std::pair{"--dim", o.dim}, {"--layers", o.layers}, {"--heads", o.heads},
                          {"--ffn-hidden", o.ffn_hidden}, {"--seq", o.seq}, {"--batch", o.batch}, {"--steps", o.steps}})
@@ -104,7 +105,7 @@ nlohmann::json run_step_bench(const BenchOptions& o) {
   }
 
   const auto t_alloc = clock::now();
-  Model model(c, o.batch, o.seq + 1, true);
+  Model model(c, o.batch, o.seq + 1, true, cpu::parse_precision(o.dtype, "--dtype"));
   init_params(c, model.table(), model.params(), 1);
   const double alloc_s = since(t_alloc);
   TrainConfig tc;
@@ -116,7 +117,11 @@ nlohmann::json run_step_bench(const BenchOptions& o) {
   std::vector<double> step_t, fwd_t, head_t, bwd_t, opt_t;
   long faults_before = 0;
   for (int64_t s = 0; s < o.warmup + o.steps; ++s) {
-    if (s == o.warmup) faults_before = usage().minflt;
+    if (s == o.warmup) {
+      faults_before = usage().minflt;
+      prof::g_totals = prof::Totals{};
+      prof::g_enabled = o.profile;
+    }
     const auto t0 = clock::now();
     model.times() = StepTimes{};
     std::memset(model.grads(), 0, sizeof(float) * P);
@@ -134,6 +139,7 @@ nlohmann::json run_step_bench(const BenchOptions& o) {
     bwd_t.push_back(total - opt - model.times().forward - model.times().head);
     opt_t.push_back(opt);
   }
+  prof::g_enabled = false;
   const double faults = static_cast<double>(usage().minflt - faults_before) / static_cast<double>(o.steps);
   const double tokens = static_cast<double>(o.batch * o.seq);
   const int64_t d = o.dim, F = o.ffn_hidden, L = o.layers;
@@ -165,6 +171,26 @@ nlohmann::json run_step_bench(const BenchOptions& o) {
                       {"threads", thread_count()},
                       {"blas", blas_core_name()},
                       {"loss", sums.targets ? sums.loss / sums.targets : 0.0}};
+  if (o.profile) {
+    // Per step (means over the measured steps); "other" is the rest of the step:
+    // routing, embedding, gathers into heads, RoPE, residual adds, zeroing gradients.
+    nlohmann::json k = nlohmann::json::object();
+    double timed = 0;
+    const double n = static_cast<double>(o.steps);
+    for (int s = 0; s < prof::kSlots; ++s) {
+      const auto slot = static_cast<prof::Slot>(s);
+      const double sec = prof::g_totals.seconds[s] / n;
+      timed += sec;
+      nlohmann::json e = {{"s", sec}, {"calls", static_cast<double>(prof::g_totals.calls[s]) / n}};
+      if (prof::g_totals.flops[s] > 0) e["gflops"] = prof::g_totals.flops[s] / n / sec / 1e9;
+      k[prof::slot_name(slot)] = e;
+    }
+    double mean_step = 0;
+    for (double t : step_t) mean_step += t / n;
+    k["other"] = {{"s", std::max(0.0, mean_step - timed)}};
+    j["profile"] = k;
+    j["profile_step_s"] = mean_step;
+  }
   return j;
 }
 

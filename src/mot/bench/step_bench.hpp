@@ -15,6 +15,7 @@ struct BenchOptions {
   int64_t vocab = 8192, dim = 512, layers = 8, heads = 8, ffn_hidden = 1408, seq = 512, batch = 8;
   int64_t warmup = 2, steps = 5;
   bool qk_norm = false;
+  bool profile = false;  // per-kernel time breakdown (JSON "profile")
   int threads = 0;
 };
 

@@ -21,6 +21,7 @@ void register_bench(CLI::App& app, Action& action) {
   sub->add_option("--steps", o->steps, "measured steps");
   sub->add_flag("--qk-norm", o->qk_norm, "QK-norm on");
   sub->add_option("--threads", o->threads, "threads (0: all cores)");
+  sub->add_flag("--profile", o->profile, "time each kernel class (GEMMs by kind, attention, norms, ...) per step");
   sub->add_flag("--json", *json, "print one JSON object");
   sub->callback([o, json, &action] {
     action = [o, json] {
@@ -40,6 +41,17 @@ void register_bench(CLI::App& app, Action& action) {
                   j["gflops"].get<double>(), 100 * j["fraction_of_sgemm"].get<double>(), j["sgemm_gflops"].get<double>());
       std::printf("peak RSS %.0f MiB (arena %.0f MiB), %.1f page faults per step\n", j["peak_rss_mib"].get<double>(),
                   j["arena_mib"].get<double>(), j["page_faults_per_step"].get<double>());
+      if (j.contains("profile")) {
+        const double step = j["profile_step_s"].get<double>();
+        std::printf("per step (mean of measured steps, %.1f ms):\n", 1e3 * step);
+        for (const auto& [name, e] : j["profile"].items()) {
+          std::printf("  %-20s %8.1f ms %5.1f%%", name.c_str(), 1e3 * e["s"].get<double>(),
+                      100 * e["s"].get<double>() / step);
+          if (e.contains("calls")) std::printf("  %6.0f calls", e["calls"].get<double>());
+          if (e.contains("gflops")) std::printf("  %6.1f GFLOP/s", e["gflops"].get<double>());
+          std::printf("\n");
+        }
+      }
       return 0;
     };
   });

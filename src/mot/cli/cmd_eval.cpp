@@ -21,7 +21,7 @@ std::unique_ptr<data::RowSource> open_eval_source(const std::string& path, const
 }
 
 void register_eval(CLI::App& app, Action& action) {
-  struct Opts { std::string model, input; bool json = false; int64_t batch = 8, seq_len = 256, max_rows = 0, threads = 0; };
+  struct Opts { std::string model, input; bool json = false; int64_t batch = 8, seq_len = 256, max_rows = 0, threads = 0; std::string dtype = "fp32"; };
   auto o = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("eval", "Loss and per-modality loss of a model on data");
   sub->add_option("--model", o->model, "model .safetensors")->required();
@@ -31,12 +31,13 @@ void register_eval(CLI::App& app, Action& action) {
   sub->add_option("--seq-len", o->seq_len, "positions per row for shard data")->check(CLI::PositiveNumber);
   sub->add_option("--max-rows", o->max_rows, "evaluate at most this many rows (0: all)")->check(CLI::NonNegativeNumber);
   sub->add_option("--threads", o->threads, "threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--dtype", o->dtype, "GEMM compute precision")->check(CLI::IsMember({"fp32", "bf16"}));
   sub->callback([o, &action] {
     action = [o] {
       set_threads(static_cast<int>(o->threads));
       const ModelConfig c = read_model_config(o->model);
       auto src = open_eval_source(o->input, c, std::min(o->seq_len, c.max_seq_len));
-      Model model(c, o->batch, src->row_len(), false);
+      Model model(c, o->batch, src->row_len(), false, cpu::parse_precision(o->dtype, "--dtype"));
       load_model_weights(o->model, model);
       TokenBatch scratch;
       const LossSums s = evaluate(model, *src, o->batch, o->max_rows, scratch);

@@ -11,13 +11,14 @@
 namespace mot::cli {
 
 void register_grad(CLI::App& app, Action& action) {
-  struct Opts { std::string model, input, out; int64_t threads = 0; };
+  struct Opts { std::string model, input, out, dtype = "fp32"; int64_t threads = 0; };
   auto o = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("grad", "(developer) write d(mean loss)/d(every parameter) on a .jsonl batch");
   sub->add_option("--model", o->model, "model .safetensors")->required();
   sub->add_option("--input", o->input, ".jsonl rows, all in one batch")->required();
   sub->add_option("--out", o->out, "gradient .safetensors (same names as the model)")->required();
   sub->add_option("--threads", o->threads, "threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--dtype", o->dtype, "GEMM compute precision")->check(CLI::IsMember({"fp32", "bf16"}));
   sub->callback([o, &action] {
     action = [o] {
       set_threads(static_cast<int>(o->threads));
@@ -25,7 +26,7 @@ void register_grad(CLI::App& app, Action& action) {
       auto src = data::jsonl_source(o->input, c);
       TokenBatch batch;
       data::fill_batch(*src, 0, src->n_rows(), batch);
-      Model model(c, batch.rows, batch.len, true);
+      Model model(c, batch.rows, batch.len, true, cpu::parse_precision(o->dtype, "--dtype"));
       load_model_weights(o->model, model);
       std::fill(model.grads(), model.grads() + model.table().total, 0.0f);
       const int64_t targets = data::count_targets(batch);

@@ -8,7 +8,6 @@
 #include <cstring>
 
 #include "mot/backend/cpu/attention.hpp"
-#include "mot/backend/cpu/gemm.hpp"
 #include "mot/backend/cpu/kernels.hpp"
 #include "mot/model/model.hpp"
 
@@ -41,7 +40,7 @@ void Model::attention_forward(int l, const float* in, float* out) {
   const float eps = static_cast<float>(cfg_.norm_eps);
   const auto& groups = rt_.groups[static_cast<int>(Component::Attention)];
   for (const RowGroup& g : groups)
-    cpu::gemm_nt(g.end - g.begin, 3 * d, d, in + g.begin * d, d, params_ + w.wqkv[g.copy], d, a.qkv + g.begin * 3 * d,
+    mm_.nt(g.end - g.begin, 3 * d, d, in + g.begin * d, d, wmat_ + w.wqkv[g.copy], d, a.qkv + g.begin * 3 * d,
                  3 * d, 0.0f);
   // To heads: QK-norm (weights of the position's own modality), RoPE, scatter.
   for (const RowGroup& g : groups) {
@@ -82,7 +81,7 @@ void Model::attention_forward(int l, const float* in, float* out) {
       std::memcpy(a.cat + s * d + h * hd, a.O + ((b * H + h) * T + t) * hd, sizeof(float) * hd);
   }
   for (const RowGroup& g : groups)
-    cpu::gemm_nt(g.end - g.begin, d, d, a.cat + g.begin * d, d, params_ + w.wo[g.copy], d, out + g.begin * d, d, 0.0f);
+    mm_.nt(g.end - g.begin, d, d, a.cat + g.begin * d, d, wmat_ + w.wo[g.copy], d, out + g.begin * d, d, 0.0f);
 }
 
 void Model::attention_backward(int l, const float* in, const float* dout, float* din, bool accumulate) {
@@ -94,8 +93,8 @@ void Model::attention_backward(int l, const float* in, const float* dout, float*
   if (dcat == din) dcat = ws_.xn == in ? ws_.tmp : ws_.xn;
   for (const RowGroup& g : groups) {
     const int64_t n = g.end - g.begin;
-    cpu::gemm_nn(n, d, d, dout + g.begin * d, d, params_ + w.wo[g.copy], d, dcat + g.begin * d, d, 0.0f);
-    cpu::gemm_tn(d, d, n, dout + g.begin * d, d, a.cat + g.begin * d, d, grads_ + w.wo[g.copy], d, 1.0f);
+    mm_.nn(n, d, d, dout + g.begin * d, d, wmat_ + w.wo[g.copy], d, dcat + g.begin * d, d, 0.0f);
+    mm_.tn(d, d, n, dout + g.begin * d, d, a.cat + g.begin * d, d, grads_ + w.wo[g.copy], d, 1.0f);
   }
 #pragma omp parallel for schedule(static)
   for (int64_t s = 0; s < rt_.N; ++s) {
@@ -164,8 +163,8 @@ void Model::attention_backward(int l, const float* in, const float* dout, float*
   for (const RowGroup& g : groups) {
     const int64_t n = g.end - g.begin;
     const float* dqkv = ws_.dqkv + g.begin * 3 * d;
-    cpu::gemm_nn(n, d, 3 * d, dqkv, 3 * d, params_ + w.wqkv[g.copy], d, din + g.begin * d, d, accumulate ? 1.0f : 0.0f);
-    cpu::gemm_tn(3 * d, d, n, dqkv, 3 * d, in + g.begin * d, d, grads_ + w.wqkv[g.copy], d, 1.0f);
+    mm_.nn(n, d, 3 * d, dqkv, 3 * d, wmat_ + w.wqkv[g.copy], d, din + g.begin * d, d, accumulate ? 1.0f : 0.0f);
+    mm_.tn(3 * d, d, n, dqkv, 3 * d, in + g.begin * d, d, grads_ + w.wqkv[g.copy], d, 1.0f);
   }
 }
 

@@ -340,6 +340,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   t.eval_batches = r.integer("eval_batches", t.eval_batches);
   t.save_every = r.integer("save_every", t.save_every);
   t.threads = r.integer("threads", t.threads);
+  t.dtype = r.string("dtype", t.dtype);
   r.reject_unknown();
   auto positive = [&](const char* k, int64_t v) {
     if (v <= 0) fail(where, ".", k, ": must be positive (got ", v, ")");
@@ -353,6 +354,7 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   if (t.warmup_steps < 0) fail(where, ".warmup_steps: must be >= 0");
   if (t.eval_every < 0 || t.save_every < 0) fail(where, ": eval_every and save_every must be >= 0 (0 = never)");
   if (t.threads < 0) fail(where, ".threads: must be >= 0 (0 = all cores)");
+  if (t.dtype != "fp32" && t.dtype != "bf16") fail(where, ".dtype: must be fp32 or bf16 (got '", t.dtype, "')");
   if (!(t.lr > 0) || !(t.min_lr >= 0) || t.min_lr > t.lr) fail(where, ": need 0 <= min_lr <= lr and lr > 0");
   if (!(t.beta1 >= 0 && t.beta1 < 1) || !(t.beta2 >= 0 && t.beta2 < 1)) fail(where, ": betas must be in [0, 1)");
   if (!(t.eps > 0) || !(t.weight_decay >= 0) || !(t.grad_clip >= 0))
@@ -366,7 +368,8 @@ json TrainConfig::to_json() const {
           {"warmup_steps", warmup_steps}, {"weight_decay", weight_decay}, {"beta1", beta1},
           {"beta2", beta2},         {"eps", eps},                   {"grad_clip", grad_clip},
           {"seed", seed},           {"log_every", log_every},       {"eval_every", eval_every},
-          {"eval_batches", eval_batches}, {"save_every", save_every}, {"threads", threads}};
+          {"eval_batches", eval_batches}, {"save_every", save_every}, {"threads", threads},
+          {"dtype", dtype}};
 }
 
 DataConfig DataConfig::from_json(const json& j, const std::string& where) {

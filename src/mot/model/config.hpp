@@ -67,6 +67,7 @@ struct TrainConfig {
   int64_t seed = 1;
   int64_t log_every = 10, eval_every = 100, eval_batches = 8, save_every = 500;
   int64_t threads = 0;  // 0: all cores
+  std::string dtype = "fp32";  // GEMM compute precision: fp32 | bf16 (master weights stay fp32)
 
   static TrainConfig from_json(const nlohmann::json& j, const std::string& where);
   nlohmann::json to_json() const;

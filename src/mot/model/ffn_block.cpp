@@ -3,7 +3,6 @@
 //   ac = x · [W1; W3]ᵀ,  g = silu(a) ⊙ c,  out = g · W2ᵀ
 // A mixture-of-experts copy (arch = "moe", or a hybrid's moe_modalities) is in
 // moe_block.cpp.
-#include "mot/backend/cpu/gemm.hpp"
 #include "mot/backend/cpu/kernels.hpp"
 #include "mot/model/model.hpp"
 
@@ -38,9 +37,9 @@ void Model::swiglu_group_forward(int l, const RowGroup& g, const float* in, floa
   const int64_t d = cfg_.dim, F = cfg_.ffn_hidden, n = g.end - g.begin;
   float* ac = acts_[l].ac + g.begin * 2 * F;
   float* gl = ws_.g + g.begin * F;
-  cpu::gemm_nt(n, 2 * F, d, in + g.begin * d, d, params_ + w.w13[g.copy], d, ac, 2 * F, 0.0f);
+  mm_.nt(n, 2 * F, d, in + g.begin * d, d, wmat_ + w.w13[g.copy], d, ac, 2 * F, 0.0f);
   cpu::swiglu_forward(ac, gl, n, F);
-  cpu::gemm_nt(n, d, F, gl, F, params_ + w.w2[g.copy], F, out + g.begin * d, d, 0.0f);
+  mm_.nt(n, d, F, gl, F, wmat_ + w.w2[g.copy], F, out + g.begin * d, d, 0.0f);
 }
 
 void Model::swiglu_group_backward(int l, const RowGroup& g, const float* in, const float* dout, float* din,
@@ -53,11 +52,11 @@ void Model::swiglu_group_backward(int l, const RowGroup& g, const float* in, con
   float* dg = ws_.dg + g.begin * F;
   float* dac = ws_.dac + g.begin * 2 * F;
   cpu::swiglu_forward(ac, gl, n, F);  // recompute g rather than keep it per layer
-  cpu::gemm_nn(n, F, d, dy, d, params_ + w.w2[g.copy], F, dg, F, 0.0f);
-  cpu::gemm_tn(d, F, n, dy, d, gl, F, grads_ + w.w2[g.copy], F, 1.0f);
+  mm_.nn(n, F, d, dy, d, wmat_ + w.w2[g.copy], F, dg, F, 0.0f);
+  mm_.tn(d, F, n, dy, d, gl, F, grads_ + w.w2[g.copy], F, 1.0f);
   cpu::swiglu_backward(ac, dg, dac, n, F);
-  cpu::gemm_nn(n, d, 2 * F, dac, 2 * F, params_ + w.w13[g.copy], d, din + g.begin * d, d, accumulate ? 1.0f : 0.0f);
-  cpu::gemm_tn(2 * F, d, n, dac, 2 * F, in + g.begin * d, d, grads_ + w.w13[g.copy], d, 1.0f);
+  mm_.nn(n, d, 2 * F, dac, 2 * F, wmat_ + w.w13[g.copy], d, din + g.begin * d, d, accumulate ? 1.0f : 0.0f);
+  mm_.tn(2 * F, d, n, dac, 2 * F, in + g.begin * d, d, grads_ + w.w13[g.copy], d, 1.0f);
 }
 
 }  // namespace mot

@@ -5,8 +5,10 @@
 #include <cmath>
 #include <cstring>
 
+#include "mot/backend/cpu/bf16.hpp"
 #include "mot/backend/cpu/kernels.hpp"
 #include "mot/core/error.hpp"
+#include "mot/core/profile.hpp"
 
 namespace mot {
 
@@ -19,8 +21,9 @@ void LossSums::add(const LossSums& o) {
   }
 }
 
-Model::Model(const ModelConfig& cfg, int64_t max_rows, int64_t max_len, bool training)
+Model::Model(const ModelConfig& cfg, int64_t max_rows, int64_t max_len, bool training, cpu::Precision precision)
     : cfg_(cfg), table_(build_param_table(cfg)), training_(training), max_rows_(max_rows), max_len_(max_len) {
+  if (precision == cpu::Precision::bf16) mm_.set_bf16(nullptr, nullptr, nullptr, nullptr, 0);  // sized in carve()
   if (max_len < 2) fail("sequence length must be at least 2 tokens (got ", max_len, ")");
   if (max_len - 1 > cfg.max_seq_len)
     fail("sequence of ", max_len - 1, " positions exceeds the model's max_seq_len ", cfg.max_seq_len);
@@ -32,6 +35,8 @@ Model::Model(const ModelConfig& cfg, int64_t max_rows, int64_t max_len, bool tra
   carve(measure);
   arena_.map(measure.used());
   carve(arena_);
+  if (mm_.precision() == cpu::Precision::bf16)
+    mm_.set_bf16(wmat_, wmat_ + table_.total, bf16_scratch_[0], bf16_scratch_[1], bf16_scratch_floats_);
   rt_.reserve(cfg, max_rows, max_len);
   // RoPE table in double precision, stored as float.
   const int64_t half = cfg.head_dim() / 2;
@@ -49,6 +54,15 @@ void Model::carve(Arena& a) {
   const int64_t BHT = max_rows_ * H * (max_len_ - 1), hd = cfg_.head_dim();
   const size_t P = table_.total;
   params_ = a.alloc<float>(P);
+  wmat_ = params_;
+  if (mm_.precision() == cpu::Precision::bf16) {
+    wmat_ = a.alloc<float>(P);
+    // Largest activation operand of any GEMM: [N, 2F] / [N, 3d] / [N, E] rows in the
+    // layers, a chunk of logits in the head.
+    bf16_scratch_floats_ = std::max(N * std::max({2 * F, 3 * d, cfg_.n_experts}), chunk_ * cfg_.vocab_size);
+    bf16_scratch_[0] = a.alloc<float>(bf16_scratch_floats_);
+    bf16_scratch_[1] = a.alloc<float>(bf16_scratch_floats_);
+  }
   if (training_) {
     grads_ = a.alloc<float>(P);
     adam_m_ = a.alloc<float>(P);
@@ -129,6 +143,10 @@ void Model::run(const TokenBatch& batch, bool backward, float grad_scale, LossSu
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   build_routing(cfg_, batch, rt_);
+  if (wmat_ != params_) {  // bf16: this run's weights, rounded once
+    prof::Scope scope(prof::RoundBf16);
+    cpu::round_bf16_copy(params_, wmat_, static_cast<int64_t>(table_.total));
+  }
   const int64_t N = rt_.N, d = cfg_.dim;
   // Embedding (tied across modalities): x0[s] = E[input[s]].
   const float* E = params_ + table_.tok_embeddings;

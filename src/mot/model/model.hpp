@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "mot/backend/cpu/matmul.hpp"
 #include "mot/core/arena.hpp"
 #include "mot/model/config.hpp"
 #include "mot/model/params.hpp"
@@ -86,7 +87,10 @@ struct StepTimes {
 class Model {
  public:
   // training = false: no gradients/moments, and layers share one activation set.
-  Model(const ModelConfig& cfg, int64_t max_rows, int64_t max_len, bool training);
+  // precision: the GEMMs' compute precision (matmul.hpp); parameters, gradients,
+  // optimizer state, norms, attention, softmax and loss stay fp32 either way.
+  Model(const ModelConfig& cfg, int64_t max_rows, int64_t max_len, bool training,
+        cpu::Precision precision = cpu::Precision::fp32);
 
   const ModelConfig& config() const { return cfg_; }
   const ParamTable& table() const { return table_; }
@@ -95,6 +99,7 @@ class Model {
   float* adam_m() { return adam_m_; }
   float* adam_v() { return adam_v_; }
   bool training() const { return training_; }
+  cpu::Precision precision() const { return mm_.precision(); }
   size_t arena_bytes() const { return arena_.capacity(); }
 
   // Forward on a batch; adds the loss sums into `out`. With `backward`, also
@@ -136,6 +141,12 @@ class Model {
   int64_t max_rows_, max_len_, max_n_, chunk_;
   Arena arena_;
   float* params_ = nullptr;
+  // What the GEMMs read as weights: params_ (fp32), or a bf16-rounded copy of it
+  // refreshed at the start of every run() (bf16).
+  float* wmat_ = nullptr;
+  cpu::Matmul mm_;
+  float* bf16_scratch_[2] = {nullptr, nullptr};
+  int64_t bf16_scratch_floats_ = 0;
   float* grads_ = nullptr;
   float* adam_m_ = nullptr;
   float* adam_v_ = nullptr;

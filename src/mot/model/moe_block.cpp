@@ -25,7 +25,6 @@
 #include <cstring>
 #include <limits>
 
-#include "mot/backend/cpu/gemm.hpp"
 #include "mot/backend/cpu/kernels.hpp"
 #include "mot/model/model.hpp"
 
@@ -113,7 +112,7 @@ void Model::moe_forward(int l, const MoeGroup& g, const float* in, float* out) {
   const int64_t d = cfg_.dim, F = cfg_.ffn_hidden, E = cfg_.n_experts, n = g.end - g.begin, k = g.k;
   // Router scores for every position of the group.
   float* prob = a.moe_prob + g.begin * E;
-  cpu::gemm_nt(n, E, d, in + g.begin * d, d, params_ + w.router, d, prob, E, 0.0f);
+  mm_.nt(n, E, d, in + g.begin * d, d, wmat_ + w.router, d, prob, E, 0.0f);
   softmax_rows(prob, n, E);
   // Expert choice, then each expert's SwiGLU on its gathered picks.
   int32_t* pick = a.moe_pick + g.begin;  // indices into the group's rows of X, Y, ac, g
@@ -124,10 +123,10 @@ void Model::moe_forward(int l, const MoeGroup& g, const float* in, float* out) {
   float* gl = ws_.g + g.begin * F;
   gather_rows(in, pick, E * k, d, X);
   for (int64_t e = 0; e < E; ++e)
-    cpu::gemm_nt(k, 2 * F, d, X + e * k * d, d, params_ + w.w13[e], d, ac + e * k * 2 * F, 2 * F, 0.0f);
+    mm_.nt(k, 2 * F, d, X + e * k * d, d, wmat_ + w.w13[e], d, ac + e * k * 2 * F, 2 * F, 0.0f);
   cpu::swiglu_forward(ac, gl, E * k, F);
   for (int64_t e = 0; e < E; ++e)
-    cpu::gemm_nt(k, d, F, gl + e * k * F, F, params_ + w.w2[e], F, Y + e * k * d, d, 0.0f);
+    mm_.nt(k, d, F, gl + e * k * F, F, wmat_ + w.w2[e], F, Y + e * k * d, d, 0.0f);
   // Combine, experts in a fixed order; positions no expert picked get 0.
   const float* P = a.moe_prob;
   const int32_t* slot = a.moe_slot;
@@ -167,7 +166,7 @@ void Model::moe_backward(int l, const MoeGroup& g, const float* in, const float*
   gather_rows(in, pick, E * k, d, X);
   cpu::swiglu_forward(ac, gl, E * k, F);  // recompute g rather than keep it per layer
   for (int64_t e = 0; e < E; ++e)
-    cpu::gemm_nn(k, F, d, D + e * k * d, d, params_ + w.w2[e], F, dg + e * k * F, F, 0.0f);
+    mm_.nn(k, F, d, D + e * k * d, d, wmat_ + w.w2[e], F, dg + e * k * F, F, 0.0f);
   // d(prob) of each (row, expert), 0 where not picked; then scale the pick's rows by
   // prob to get d(y) and d(g).
 #pragma omp parallel for schedule(static)
@@ -190,17 +189,17 @@ void Model::moe_backward(int l, const MoeGroup& g, const float* in, const float*
       for (int64_t i = 0; i < d; ++i) Dr[i] *= p;
     }
   for (int64_t e = 0; e < E; ++e)
-    cpu::gemm_tn(d, F, k, D + e * k * d, d, gl + e * k * F, F, grads_ + w.w2[e], F, 1.0f);
+    mm_.tn(d, F, k, D + e * k * d, d, gl + e * k * F, F, grads_ + w.w2[e], F, 1.0f);
   cpu::swiglu_backward(ac, dg, dac, E * k, F);
   for (int64_t e = 0; e < E; ++e) {
     const float* dac_e = dac + e * k * 2 * F;
-    cpu::gemm_nn(k, d, 2 * F, dac_e, 2 * F, params_ + w.w13[e], d, D + e * k * d, d, 0.0f);
-    cpu::gemm_tn(2 * F, d, k, dac_e, 2 * F, X + e * k * d, d, grads_ + w.w13[e], d, 1.0f);
+    mm_.nn(k, d, 2 * F, dac_e, 2 * F, wmat_ + w.w13[e], d, D + e * k * d, d, 0.0f);
+    mm_.tn(2 * F, d, k, dac_e, 2 * F, X + e * k * d, d, grads_ + w.w13[e], d, 1.0f);
   }
   // Router: prob = softmax(x Rᵀ). This writes (or adds to) every row of din.
   softmax_rows_backward(P + g.begin * E, dprob, n, E);
-  cpu::gemm_tn(E, d, n, dprob, E, in + g.begin * d, d, grads_ + w.router, d, 1.0f);
-  cpu::gemm_nn(n, d, E, dprob, E, params_ + w.router, d, din + g.begin * d, d, accumulate ? 1.0f : 0.0f);
+  mm_.tn(E, d, n, dprob, E, in + g.begin * d, d, grads_ + w.router, d, 1.0f);
+  mm_.nn(n, d, E, dprob, E, wmat_ + w.router, d, din + g.begin * d, d, accumulate ? 1.0f : 0.0f);
   // d(x) through the experts, added in expert order.
 #pragma omp parallel for schedule(static)
   for (int64_t s = g.begin; s < g.end; ++s) {

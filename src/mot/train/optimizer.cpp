@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "mot/backend/cpu/kernels.hpp"
+#include "mot/core/profile.hpp"
 
 namespace mot {
 
@@ -15,6 +16,7 @@ double lr_at(const TrainConfig& t, int64_t step) {
 }
 
 double clip_gradients(Model& m, double max_norm) {
+  prof::Scope prof_scope(prof::Optimizer);
   const int64_t P = static_cast<int64_t>(m.table().total);
   const double norm = std::sqrt(cpu::sum_squares(m.grads(), P));
   if (max_norm > 0) {
@@ -25,6 +27,7 @@ double clip_gradients(Model& m, double max_norm) {
 }
 
 void adamw_step(Model& m, const TrainConfig& cfg, double lr, int64_t t) {
+  prof::Scope prof_scope(prof::Optimizer);
   cpu::AdamWStep s;
   s.lr = static_cast<float>(lr);
   s.beta1 = static_cast<float>(cfg.beta1);

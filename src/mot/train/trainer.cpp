@@ -102,7 +102,7 @@ int run_training(const TrainOptions& opt) {
   int64_t val_len = 0;
   for (const auto& v : vals) val_len = std::max(val_len, v.src->row_len());
   const int64_t row_len = std::max(train_src->row_len(), val_len);
-  Model model(mc, tc.batch_size, row_len, true);
+  Model model(mc, tc.batch_size, row_len, true, cpu::parse_precision(tc.dtype, "train.dtype"));
 
   const std::string run_json = rc.to_json().dump();
   if (opt.resume) {

@@ -7,6 +7,7 @@
 
 #include "mot/backend/cpu/attention_tiles.hpp"
 #include "mot/backend/cpu/fast_exp.hpp"
+#include "mot/core/profile.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -143,6 +144,7 @@ thread_local Scratch tls;
 
 void attention_forward(const AttnShape& s, const float* Q, const float* K, const float* V,
                        const int32_t* row_len, const int32_t* doc_start, float* O, float* lse) {
+  prof::Scope prof_scope(prof::AttentionForward);
   const int64_t T = s.T, hd = s.hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
@@ -220,6 +222,7 @@ void attention_forward(const AttnShape& s, const float* Q, const float* K, const
 void attention_backward(const AttnShape& s, const float* Q, const float* K, const float* V,
                         const float* O, const float* lse, const float* dO, const int32_t* row_len,
                         const int32_t* doc_start, float* dQ, float* dK, float* dV) {
+  prof::Scope prof_scope(prof::AttentionBackward);
   const int64_t T = s.T, hd = s.hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "mot/core/profile.hpp"
+
 namespace mot::cpu {
 
 namespace {
@@ -54,6 +56,7 @@ void scale_only(int64_t M, int64_t N, float* C, int64_t ldc, float beta) {
 void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
              float* C, int64_t ldc, float beta) {
   if (M == 0 || N == 0) return;
+  prof::Scope scope(prof::GemmForward, 2.0 * static_cast<double>(M) * N * K);
   if (K == 0) return scale_only(M, N, C, ldc, beta);
   split(M, N, K, [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m1 - m0, n1 - n0, K, 1.0f, A + m0 * lda, lda,
@@ -64,6 +67,7 @@ void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
 void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
              float* C, int64_t ldc, float beta) {
   if (M == 0 || N == 0) return;
+  prof::Scope scope(prof::GemmInputGrad, 2.0 * static_cast<double>(M) * N * K);
   if (K == 0) return scale_only(M, N, C, ldc, beta);
   split(M, N, K, [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m1 - m0, n1 - n0, K, 1.0f, A + m0 * lda, lda, B + n0,
@@ -74,6 +78,7 @@ void gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
 void gemm_tn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
              float* C, int64_t ldc, float beta) {
   if (M == 0 || N == 0) return;
+  prof::Scope scope(prof::GemmWeightGrad, 2.0 * static_cast<double>(M) * N * K);
   if (K == 0) return scale_only(M, N, C, ldc, beta);
   split(M, N, K, [&](int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m1 - m0, n1 - n0, K, 1.0f, A + m0, lda, B + n0, ldb, beta,

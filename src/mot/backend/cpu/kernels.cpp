@@ -1,6 +1,7 @@
 #include "mot/backend/cpu/kernels.hpp"
 
 #include "mot/backend/cpu/fast_exp.hpp"
+#include "mot/core/profile.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -9,6 +10,7 @@
 namespace mot::cpu {
 
 void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int64_t n, int64_t d, float eps) {
+  prof::Scope prof_scope(prof::Norm);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < n; ++r) {
     const float* xr = x + r * d;
@@ -24,6 +26,7 @@ void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int6
 }
 
 void rmsnorm_apply(const float* x, const float* w, const float* rstd, float* y, int64_t n, int64_t d) {
+  prof::Scope prof_scope(prof::Norm);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < n; ++r) {
     const float rs = rstd[r];
@@ -36,6 +39,7 @@ void rmsnorm_apply(const float* x, const float* w, const float* rstd, float* y, 
 
 void rmsnorm_backward(const float* x, const float* w, const float* rstd, const float* dy, float* dx, float* dw,
                       int64_t n, int64_t d, bool accumulate, float* scratch) {
+  prof::Scope prof_scope(prof::Norm);
   std::memset(scratch, 0, sizeof(float) * kReduceChunks * d);
   const int64_t per = (n + kReduceChunks - 1) / kReduceChunks;
 #pragma omp parallel for schedule(static)
@@ -71,6 +75,7 @@ inline float sigmoid(float a) { return 1.0f / (1.0f + fast_exp(-a)); }
 }  // namespace
 
 void swiglu_forward(const float* ac, float* g, int64_t n, int64_t F) {
+  prof::Scope prof_scope(prof::SwiGLU);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < n; ++r) {
     const float* a = ac + r * 2 * F;
@@ -82,6 +87,7 @@ void swiglu_forward(const float* ac, float* g, int64_t n, int64_t F) {
 }
 
 void swiglu_backward(const float* ac, const float* dg, float* dac, int64_t n, int64_t F) {
+  prof::Scope prof_scope(prof::SwiGLU);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < n; ++r) {
     const float* a = ac + r * 2 * F;
