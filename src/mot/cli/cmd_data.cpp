@@ -14,6 +14,11 @@
 
 namespace mot::cli {
 
+void register_data_prepare(CLI::App& data, Action& action);  // cmd_prepare.cpp
+
+void show_speech(const std::string& dir, const std::string& split, int64_t doc,
+                 const std::vector<std::vector<uint32_t>>& spans, const std::string& wav_dir);  // cmd_data_speech.cpp
+
 void register_data(CLI::App& app, Action& action) {
   auto* data = app.add_subcommand("data", "Make and inspect training data");
   data->require_subcommand(1);
@@ -33,6 +38,13 @@ void register_data(CLI::App& app, Action& action) {
   corpus->add_option("--mix-cap", co->mix_cap, "share of image->caption documents");
   corpus->add_option("--mix-qa", co->mix_qa, "share of text-only question/answer documents");
   corpus->add_option("--vq-iters", co->vq_iters, "k-means iterations");
+  corpus->add_flag("--speech", co->speech, "add speech: captions spoken with espeak-ng as 25 Hz units (asr, tts, speech documents)");
+  corpus->add_option("--speech-units", co->speech_units, "speech unit codebook size (speech vocabulary)");
+  corpus->add_option("--speech-iters", co->speech_iters, "k-means iterations of the speech unit codebook");
+  corpus->add_option("--speech-sample-frames", co->speech_sample_frames, "log-mel frames the unit codebook is learned on, at most");
+  corpus->add_option("--mix-asr", co->mix_asr, "share of speech->caption documents (with --speech)");
+  corpus->add_option("--mix-tts", co->mix_tts, "share of caption->speech documents (with --speech)");
+  corpus->add_option("--mix-speech", co->mix_speech, "share of speech-only documents (with --speech)");
   corpus->add_flag("--force", co->force, "overwrite a non-empty output directory");
   corpus->callback([co, &action] {
     action = [co] {
@@ -41,12 +53,13 @@ void register_data(CLI::App& app, Action& action) {
     };
   });
 
-  struct ShowOpts2 { std::string dir, split = "train", out; int64_t doc = 0; int scale = 1; };
+  struct ShowOpts2 { std::string dir, split = "train", out, wav; int64_t doc = 0; int scale = 1; };
   auto sh = std::make_shared<ShowOpts2>();
   auto* showdoc = data->add_subcommand("show", "Print a document of a synth corpus and write its image as PNG");
   showdoc->add_option("dir", sh->dir, "data directory made by `mot data synth`")->required();
   showdoc->add_option("--doc", sh->doc, "document index")->check(CLI::NonNegativeNumber);
-  showdoc->add_option("--split", sh->split, "shard name without .shard: train-000, val-gen, val-cap, val-qa");
+  showdoc->add_option("--split", sh->split, "shard name without .shard: train-000, val-gen, val-cap, val-qa (val-asr, val-tts, val-speech)");
+  showdoc->add_option("--wav", sh->wav, "directory to write each speech span to as a 16 kHz WAV (units decoded with speech.safetensors)");
   showdoc->add_option("--out", sh->out, "PNG file for the document's image (several images: F-1.png, ...)");
   showdoc->add_option("--scale", sh->scale, "enlarge the PNG by this factor (nearest neighbour)")->check(CLI::Range(1, 32));
   showdoc->callback([sh, &action] {
@@ -61,6 +74,7 @@ void register_data(CLI::App& app, Action& action) {
       const data::DecodedDoc d = data::decode_document(sh->dir, toks);
       std::printf("%s document %lld (%zu tokens): %s\n", name.c_str(), static_cast<long long>(sh->doc), toks.size(),
                   d.text.c_str());
+      show_speech(sh->dir, name, sh->doc, d.speech, sh->wav);
       if (d.images.empty()) return 0;
       if (sh->out.empty()) {
         std::printf("(%zu image(s); pass --out F.png to write them)\n", d.images.size());
@@ -155,6 +169,8 @@ void register_data(CLI::App& app, Action& action) {
       return 0;
     };
   });
+
+  register_data_prepare(*data, action);
 }
 
 }  // namespace mot::cli

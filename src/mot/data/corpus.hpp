@@ -5,6 +5,10 @@
 //   gen  caption -> image   <s> caption <boi> image <eoi> </s>
 //   cap  image -> caption   <s> <boi> image <eoi> caption </s>
 //   qa   text only          <s> scene description, question, answer </s>
+// With --speech (speech_corpus.hpp), captions spoken with espeak-ng as 25 Hz units:
+//   asr    speech -> text   <s> <bos_speech> units <eos_speech> caption </s>
+//   tts    text -> speech   <s> caption <bos_speech> units <eos_speech> </s>
+//   speech speech only      <s> <bos_speech> units <eos_speech> </s>
 // Validation scenes are held out by content: a scene whose set of (shape, colour)
 // pairs hashes to the validation bucket never appears in training.
 #pragma once
@@ -28,6 +32,12 @@ struct CorpusOptions {
   int max_objects = 3;
   double mix_gen = 0.4, mix_cap = 0.4, mix_qa = 0.2;
   int vq_iters = 12;
+  // Speech (off by default; off, the output is exactly what it was before speech existed).
+  bool speech = false;
+  int speech_units = 500;
+  int speech_iters = 20;
+  int64_t speech_sample_frames = 100000;  // log-mel frames the unit codebook is learned on, at most
+  double mix_asr = 0.15, mix_tts = 0.15, mix_speech = 0.1;
   bool force = false;
   bool quiet = false;
 };
@@ -37,12 +47,15 @@ struct CorpusOptions {
 //   vocab.json     vocab_size, modalities, bos/eos/boi/eoi ids, image geometry
 //   text.model     SentencePiece model      vq.safetensors  image codebook
 //   summary.json   documents and tokens per kind and modality, VQ PSNR
+// and with opt.speech also val-asr.shard, val-tts.shard, val-speech.shard and
+//   speech.safetensors  the unit codebook (audio/unit_codebook.hpp)
 void synth_corpus(const CorpusOptions& opt);
 
 // A document split back into its parts, for `mot data show` and tests.
 struct DecodedDoc {
-  std::string text;                // text with "<image>" where an image stood
+  std::string text;                // text with "<image>" / "<speech>" where an image / speech stood
   std::vector<std::vector<uint32_t>> images;  // codebook indices of each image
+  std::vector<std::vector<uint32_t>> speech;  // unit ids (0-based) of each speech span
 };
 DecodedDoc decode_document(const std::string& data_dir, const std::vector<uint32_t>& tokens);
 

@@ -37,7 +37,7 @@ TextTokenizer::~TextTokenizer() = default;
 TextTokenizer::TextTokenizer(TextTokenizer&&) noexcept = default;
 TextTokenizer& TextTokenizer::operator=(TextTokenizer&&) noexcept = default;
 
-TextTokenizer TextTokenizer::train(const std::vector<std::string>& sentences, int vocab_size) {
+TextTokenizer TextTokenizer::train(const std::vector<std::string>& sentences, int vocab_size, bool speech_markers) {
   if (sentences.empty()) fail("text tokenizer: no text to train on");
   if (vocab_size < 16) fail("text tokenizer: vocabulary size ", vocab_size, " is too small (need >= 16)");
   TextTokenizer t;
@@ -50,7 +50,8 @@ TextTokenizer TextTokenizer::train(const std::vector<std::string>& sentences, in
   VectorIterator it(all);
   const std::string args = cat("--model_type=bpe --max_sentencepiece_length=16 --vocab_size=", vocab_size,
                                " --character_coverage=1.0 --unk_id=0 --bos_id=1 --eos_id=2 --pad_id=-1"
-                               " --user_defined_symbols=<boi>,<eoi> --num_threads=2 --minloglevel=2"
+                               " --user_defined_symbols=<boi>,<eoi>", speech_markers ? ",<bos_speech>,<eos_speech>" : "",
+                               " --num_threads=2 --minloglevel=2"
                                " --hard_vocab_limit=false --input_sentence_size=2000000"
                                " --shuffle_input_sentence=false --split_digits=true");
   // SentencePiece logs its command line to stderr whatever --minloglevel says; keep
@@ -94,7 +95,9 @@ std::vector<int> TextTokenizer::encode(const std::string& text) const {
 std::string TextTokenizer::decode(const std::vector<int>& ids) const {
   std::vector<int> plain;
   for (int id : ids)
-    if (id > eos_id() && id != boi_id() && id != eoi_id() && id < vocab_size()) plain.push_back(id);
+    if (id > eos_id() && id != boi_id() && id != eoi_id() && id != bos_speech_id() && id != eos_speech_id() &&
+        id < vocab_size())
+      plain.push_back(id);
   std::string out;
   const auto st = sp_->Decode(plain, &out);
   if (!st.ok()) fail("text tokenizer: cannot decode: ", st.ToString());
@@ -104,6 +107,14 @@ std::string TextTokenizer::decode(const std::vector<int>& ids) const {
 int TextTokenizer::vocab_size() const { return sp_->GetPieceSize(); }
 int TextTokenizer::boi_id() const { return sp_->PieceToId("<boi>"); }
 int TextTokenizer::eoi_id() const { return sp_->PieceToId("<eoi>"); }
+int TextTokenizer::bos_speech_id() const {
+  const int id = sp_->PieceToId("<bos_speech>");
+  return id == sp_->unk_id() ? -1 : id;
+}
+int TextTokenizer::eos_speech_id() const {
+  const int id = sp_->PieceToId("<eos_speech>");
+  return id == sp_->unk_id() ? -1 : id;
+}
 std::string TextTokenizer::piece(int id) const { return sp_->IdToPiece(id); }
 
 }  // namespace mot::data

@@ -1,0 +1,346 @@
+"""`mot data prepare` on a small mixed folder: captioned PNGs (captions.jsonl and
+same-named .txt), a JPEG, uncaptioned images, text files, and broken files (corrupt
+PNG, truncated JPEG, zero-length file, non-UTF-8 text, a .wav while audio is pending,
+an unknown type). Checks the summary against what the folder holds, the skip list,
+shard structure, `mot data show`, tokenizer reuse, determinism, refusals, and that
+`mot train` trains on the result."""
+import hashlib
+import json
+import os
+import struct
+import sys
+import unittest
+import zlib
+
+sys.path.insert(0, os.path.dirname(__file__))
+from motcli import ROOT, Workdir, metrics, run  # noqa: E402
+
+COLORS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 220), "yellow": (230, 210, 40),
+          "white": (245, 245, 245), "black": (15, 15, 15)}
+SHAPES = ["square", "disc", "bar"]
+FAST = ["--image-size", "16", "--patch", "4", "--codebook", "64", "--text-vocab", "300", "--vq-iters", "4",
+        "--quiet"]
+
+
+def png_bytes(w, h, rgb):
+    """A truecolour 8-bit PNG from h*w*3 bytes (no PIL needed)."""
+    raw = b"".join(b"\x00" + bytes(rgb[y * w * 3:(y + 1) * w * 3]) for y in range(h))
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def jpeg_bytes(w, h, rgb):
+    """A baseline YCbCr JPEG that codes only each 8x8 block's mean (every AC
+    coefficient zero): valid, decodable by any JPEG reader, and needs no PIL.
+    w and h must be multiples of 8."""
+    dc_bits = [0, 1, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0]  # the standard luminance DC table
+    dc_vals = list(range(12))
+    codes, code, k = {}, 0, 0
+    for length in range(1, 17):
+        for _ in range(dc_bits[length - 1]):
+            codes[dc_vals[k]] = (code, length)
+            code, k = code + 1, k + 1
+        code <<= 1
+    out, acc, nbits = bytearray(), 0, 0
+
+    def put(value, n):
+        nonlocal acc, nbits
+        for i in range(n - 1, -1, -1):
+            acc, nbits = (acc << 1) | ((value >> i) & 1), nbits + 1
+            if nbits == 8:
+                out.append(acc)
+                if acc == 0xFF:
+                    out.append(0)  # byte stuffing
+                acc, nbits = 0, 0
+    prev = [0, 0, 0]
+    for by in range(h // 8):
+        for bx in range(w // 8):
+            sums = [0.0, 0.0, 0.0]
+            for y in range(by * 8, by * 8 + 8):
+                for x in range(bx * 8, bx * 8 + 8):
+                    r, g, b = rgb[(y * w + x) * 3:(y * w + x) * 3 + 3]
+                    sums[0] += 0.299 * r + 0.587 * g + 0.114 * b
+                    sums[1] += -0.168736 * r - 0.331264 * g + 0.5 * b + 128
+                    sums[2] += 0.5 * r - 0.418688 * g - 0.081312 * b + 128
+            for c in range(3):
+                dc = int(round(sums[c] / 64 - 128))  # quantiser 8: DC coefficient 8*(mean-128) / 8
+                diff, prev[c] = dc - prev[c], dc
+                cat = abs(diff).bit_length()
+                put(*codes[cat])
+                if cat:
+                    put(diff if diff > 0 else diff + (1 << cat) - 1, cat)
+                put(0, 1)  # end of block: the AC table's only code, "0"
+    if nbits:
+        put((1 << (8 - nbits)) - 1, 8 - nbits)  # pad with ones
+    seg = lambda marker, body: bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body  # noqa: E731
+    comps = b"".join(bytes([i, 0x11, 0]) for i in (1, 2, 3))
+    return (b"\xFF\xD8" + seg(0xDB, b"\x00" + bytes([8] * 64)) +
+            seg(0xC0, struct.pack(">BHHB", 8, h, w, 3) + comps) +
+            seg(0xC4, b"\x00" + bytes(dc_bits) + bytes(dc_vals) + b"\x10" + bytes([1] + [0] * 15) + b"\x00") +
+            seg(0xDA, b"\x03" + b"".join(bytes([i, 0]) for i in (1, 2, 3)) + b"\x00\x3f\x00") +
+            bytes(out) + b"\xFF\xD9")
+
+
+def render(w, h, shape, fg, bg):
+    px = bytearray()
+    for y in range(h):
+        for x in range(w):
+            u, v = (x + 0.5) / w - 0.5, (y + 0.5) / h - 0.5
+            inside = {"square": max(abs(u), abs(v)) < 0.3, "disc": u * u + v * v < 0.09,
+                      "bar": abs(v) < 0.12}[shape]
+            px += bytes(fg if inside else bg)
+    return px
+
+
+def read_shard(path):
+    with open(path, "rb") as f:
+        b = f.read()
+    assert b[:8] == b"MOTSHRD1"
+    _, tb, n_tok, n_docs, n_mod, _ = struct.unpack_from("<IIQQII", b, 8)
+    off = 40 + 40 * n_mod
+    tokens = struct.unpack_from("<%d%s" % (n_tok, "H" if tb == 2 else "I"), b, off)
+    docs = struct.unpack_from("<%dQ" % (n_docs + 1), b, off + n_tok * tb)
+    return tokens, docs
+
+
+def digests(d, suffix=""):
+    out = {}
+    for name in sorted(os.listdir(d)):
+        if name.endswith(suffix):
+            with open(os.path.join(d, name), "rb") as f:
+                out[name] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def make_folder(root):
+    """The mixed input; returns what it holds."""
+    def put(rel, data):
+        p = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+    captions, jsonl = [], []
+    names = sorted(COLORS)
+    for i in range(30):
+        fg, bg = names[i % 6], names[(i // 6 + i + 1) % 6]
+        if fg == bg:
+            bg = names[(names.index(bg) + 1) % 6]
+        shape = SHAPES[i % 3]
+        w, h = [(16, 16), (24, 20), (32, 32), (20, 28)][i % 4]
+        caption = "a %s %s on a %s background" % (fg, shape, bg)
+        rel = "pics/%s/img%03d.png" % ("one" if i < 15 else "two", i)
+        put(rel, png_bytes(w, h, render(w, h, shape, COLORS[fg], COLORS[bg])))
+        captions.append(caption)
+        if i < 20:  # captions.jsonl paths are relative to its own folder
+            jsonl.append(json.dumps({"image": rel[len("pics/"):], "caption": caption}))
+        else:
+            put(rel[:-4] + ".txt", caption + "\n")
+    jsonl.append(json.dumps({"image": "one/missing.png", "caption": "no such file"}))  # a warning
+    jsonl.append("this line is not json")                                            # a warning
+    put("pics/captions.jsonl", "\n".join(jsonl) + "\n")
+    for i in range(2):  # uncaptioned images: image-only documents
+        put("pics/plain%d.png" % i, png_bytes(16, 16, render(16, 16, "disc", COLORS["white"], COLORS["black"])))
+    photo = render(48, 32, "square", COLORS["red"], COLORS["blue"])
+    put("photo.jpg", jpeg_bytes(48, 32, photo))
+    put("photo.txt", "a red square on a blue background\n")
+    captions.append("a red square on a blue background")
+    texts = []
+    for i in range(6):
+        body = "\n".join("The %s %s sits next to the %s one. It is item %d of note %d." %
+                         (names[(i + j) % 6], SHAPES[j % 3], names[(i + 2 * j + 1) % 6], j, i) for j in range(12))
+        put("notes/note%d.txt" % i, body + "\n")
+        texts.append(body)
+    good_jpeg = jpeg_bytes(48, 32, photo)
+    broken = {
+        "broken/corrupt.png": png_bytes(16, 16, render(16, 16, "bar", COLORS["red"], COLORS["green"]))[:60] +
+        b"\x00" * 40,
+        "broken/truncated.jpg": good_jpeg[:len(good_jpeg) // 2],
+        "broken/empty.txt": b"",
+        "broken/latin1.txt": "caf\xe9 cr\xe8me br\xfbl\xe9e\n".encode("latin-1"),
+        "broken/sound.wav": b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 28,
+        "broken/sound.txt": "a transcript of the sound\n",
+        "broken/data.bin": b"\x01\x02\x03",
+    }
+    for rel, data in broken.items():
+        put(rel, data)
+    put(".DS_Store", b"junk")  # hidden: ignored
+    return {"captions": captions, "texts": texts, "broken": sorted(broken), "images": 33, "captioned": 31,
+            "caption_files": 10 + 1 + 1, "files": 30 + 10 + 1 + 2 + 2 + 6 + len(broken)}
+
+
+class Prepare(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.w = Workdir()
+        cls.src = cls.w.p("in")
+        cls.held = make_folder(cls.src)
+        cls.data = cls.w.p("data")
+        cls.r = run(["data", "prepare", "--in", cls.src, "--out", cls.data] + FAST)
+        assert cls.r.returncode == 0, cls.r.stderr
+        with open(os.path.join(cls.data, "summary.json")) as f:
+            cls.summary = json.load(f)
+        with open(os.path.join(cls.data, "vocab.json")) as f:
+            cls.vocab = json.load(f)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.w.tmp.cleanup()
+
+    def test_summary_counts_match_the_folder(self):
+        s, held = self.summary, self.held
+        self.assertEqual(s["files"]["seen"], held["files"])
+        self.assertEqual(s["files"]["text"], 6)
+        self.assertEqual(s["files"]["image"], held["images"])
+        self.assertEqual(s["files"]["caption_files"], held["caption_files"])
+        self.assertEqual(s["files"]["skipped"], len(held["broken"]))
+        self.assertEqual(s["files"]["hidden_ignored"], 1)
+        self.assertEqual(s["media"], {"captioned": 31, "uncaptioned": 2, "captions": 31})
+        docs = {}
+        for split in s["documents"].values():
+            for k, n in split.items():
+                docs[k] = docs.get(k, 0) + n
+        self.assertEqual(docs, {"text": 6, "gen": 31, "cap": 31, "img": 2})
+        for split in ("train", "val"):
+            self.assertGreater(s["tokens"][split]["text"], 0)
+            self.assertGreater(s["tokens"][split]["image"], 0)
+        self.assertEqual(len(s["caption_warnings"]), 2)
+        self.assertGreater(s["image"]["vq_psnr_db"], 15)
+
+    def test_broken_files_are_skipped_with_reasons(self):
+        reasons = {e["path"]: e["reason"] for e in self.summary["skipped"]}
+        self.assertEqual(sorted(reasons), self.held["broken"])
+        self.assertIn("PNG", reasons["broken/corrupt.png"])
+        self.assertIn("JPEG", reasons["broken/truncated.jpg"])
+        self.assertEqual(reasons["broken/empty.txt"], "empty file")
+        self.assertIn("not UTF-8", reasons["broken/latin1.txt"])
+        self.assertEqual(reasons["broken/sound.wav"], "audio not supported yet")
+        self.assertIn("sound.wav", reasons["broken/sound.txt"])
+        self.assertIn("unsupported file type (.bin)", reasons["broken/data.bin"])
+        last = self.r.stderr.strip().splitlines()[-1]
+        self.assertIn("7 skipped", last)
+        self.assertIn("broken/corrupt.png", last)
+        self.assertNotIn("\r", self.r.stderr)  # not a terminal: plain lines
+
+    def test_shards_parse_and_hold_documents(self):
+        names = sorted(n for n in os.listdir(self.data) if n.endswith(".shard"))
+        self.assertIn("train-000.shard", names)
+        self.assertTrue(any(n.startswith("val") for n in names), names)
+        text_end = self.vocab["modalities"][0]["end"]
+        per_image = self.vocab["tokens_per_image"]
+        self.assertEqual(per_image, 16)
+        for name in names:
+            r = run(["data", "inspect", os.path.join(self.data, name)])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("image", r.stdout)
+            tokens, docs = read_shard(os.path.join(self.data, name))
+            for d in range(len(docs) - 1):
+                doc = tokens[docs[d]:docs[d + 1]]
+                self.assertEqual((doc[0], doc[-1]), (self.vocab["bos_id"], self.vocab["eos_id"]))
+                if self.vocab["boi_id"] in doc:
+                    i = doc.index(self.vocab["boi_id"])
+                    self.assertEqual(doc[i + 1 + per_image], self.vocab["eoi_id"])
+                    self.assertTrue(all(t >= text_end for t in doc[i + 1:i + 1 + per_image]))
+
+    def test_show_decodes_a_caption(self):
+        tokens, docs = read_shard(os.path.join(self.data, "train-000.shard"))
+        k = next(d for d in range(len(docs) - 1) if tokens[docs[d] + 1] == self.vocab["boi_id"])  # a cap document
+        out = self.w.p("doc.png")
+        r = run(["data", "show", self.data, "--doc", str(k), "--out", out])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        text = r.stdout.splitlines()[0].split("): ", 1)[1]
+        self.assertTrue(text.startswith("<image>"), text)
+        self.assertIn(text[len("<image>"):].strip(), self.held["captions"])
+        with open(out, "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+    def test_deterministic_and_reusable_tokenizers(self):
+        again = self.w.p("again")
+        r = run(["data", "prepare", "--in", self.src, "--out", again] + FAST)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(digests(self.data), digests(again), "two runs must write identical bytes")
+        reuse = self.w.p("reuse")
+        r = run(["data", "prepare", "--in", self.src, "--out", reuse, "--tokenizers", self.data, "--quiet"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        mine, theirs = digests(self.data), digests(reuse)
+        for name in ("vocab.json", "text.model", "vq.safetensors"):
+            self.assertEqual(mine[name], theirs[name], name)
+        # Same tokenizers, same input: the same shards.
+        self.assertEqual(digests(self.data, ".shard"), digests(reuse, ".shard"))
+        with open(os.path.join(reuse, "summary.json")) as f:
+            self.assertEqual(json.load(f)["tokenizers"]["source"], self.data)
+
+    def test_refusals(self):
+        empty = self.w.p("empty-in")
+        os.makedirs(empty, exist_ok=True)
+        only_broken = self.w.p("broken-in")
+        os.makedirs(only_broken, exist_ok=True)
+        with open(os.path.join(only_broken, "x.png"), "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50)
+        cases = [
+            (["--in", empty, "--out", self.w.p("o1")], "nothing to prepare"),
+            (["--in", only_broken, "--out", self.w.p("o2")] + FAST, "nothing to prepare"),
+            (["--out", self.w.p("o3")], "--in"),
+            (["--in", self.w.p("no-such-dir"), "--out", self.w.p("o4")], "no such folder"),
+            (["--in", self.src, "--out", self.data], "not empty"),
+            (["--in", self.src, "--out", self.w.p("o5"), "--val-fraction", "2"], "--val-fraction"),
+            (["--in", self.src, "--out", self.w.p("o6"), "--image-docs", "both"], "--image-docs"),
+            (["--in", self.src, "--out", self.w.p("o7"), "--tokenizers", empty], "vocab.json"),
+        ]
+        for args, needle in cases:
+            r = run(["data", "prepare"] + args)
+            lines = r.stderr.strip().splitlines()
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertEqual(len(lines), 1, (args, r.stderr))
+            self.assertTrue(lines[0].startswith("mot: error: "), lines[0])
+            self.assertIn(needle, lines[0])
+        self.assertFalse(os.path.exists(self.w.p("o2")), "a failed prepare leaves no empty output folder")
+
+    def test_force_replaces_earlier_output(self):
+        out = self.w.p("forced")
+        os.makedirs(out)
+        for stale in ("train-007.shard", "summary.json"):
+            with open(os.path.join(out, stale), "w") as f:
+                f.write("stale")
+        with open(os.path.join(out, "keep.md"), "w") as f:
+            f.write("the user's own notes")
+        r = run(["data", "prepare", "--in", self.src, "--out", out, "--force"] + FAST)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(out, "train-007.shard")))
+        self.assertTrue(os.path.exists(os.path.join(out, "keep.md")))
+
+    def test_long_text_is_cut_into_documents(self):
+        src = self.w.p("long-in")
+        os.makedirs(src)
+        line = "the quick brown fox jumps over the lazy dog and runs far away\n"
+        with open(os.path.join(src, "long.txt"), "wb") as f:  # 1.5 MB with a byte-order mark
+            f.write(b"\xef\xbb\xbf" + (line * (1500000 // len(line))).encode())
+        with open(os.path.join(src, "short.txt"), "w") as f:
+            f.write("a short note\n")
+        out = self.w.p("long-out")
+        r = run(["data", "prepare", "--in", src, "--out", out, "--val-fraction", "0", "--text-vocab", "128",
+                 "--quiet"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(out, "summary.json")) as f:
+            s = json.load(f)
+        self.assertEqual(s["files"]["text"], 2)
+        self.assertEqual(s["documents"], {"train": {"text": 3}})  # 1 MiB documents at most: 2 + 1
+        with open(os.path.join(out, "vocab.json")) as f:
+            self.assertEqual([m["name"] for m in json.load(f)["modalities"]], ["text"])  # no images: text only
+
+    def test_trains(self):
+        out = self.w.p("run")
+        r = run(["train", "--config", os.path.join(ROOT, "configs", "tiny.toml"), "--data", self.data, "--out", out,
+                 "--steps", "5", "--set", "train.seq_len=64", "--set", "train.batch_size=4",
+                 "--set", "train.eval_every=5", "--set", "train.eval_batches=8", "--set", "train.warmup_steps=2"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        last = metrics(out)[-1]
+        self.assertEqual(last["step"], 5)
+        for key in ("loss/text", "loss/image", "val_loss/text", "val_loss/image"):
+            self.assertIn(key, last)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
