@@ -62,6 +62,12 @@ void check_options(const PrepareOptions& o) {
   if (o.vq_sample < 1) fail("--vq-sample must be at least 1 (got ", o.vq_sample, ")");
   if (o.text_sample_mb < 1 || o.text_sample_mb > 4096) fail("--text-sample-mb must be in [1, 4096] (got ", o.text_sample_mb, ")");
   if (o.shard_tokens < 1024) fail("--shard-tokens must be at least 1024 (got ", o.shard_tokens, ")");
+  if (o.speech_units < 2 || o.speech_units > 65536) fail("--speech-units must be in [2, 65536] (got ", o.speech_units, ")");
+  if (o.speech_iters < 1 || o.speech_iters > 1000) fail("--speech-iters must be in [1, 1000] (got ", o.speech_iters, ")");
+  if (o.speech_sample_frames < o.speech_units)
+    fail("--speech-sample-frames ", o.speech_sample_frames, " is below --speech-units ", o.speech_units);
+  if (!(o.speech_max_seconds >= 1 && o.speech_max_seconds <= 3600))
+    fail("--speech-max-seconds must be in [1, 3600] (got ", o.speech_max_seconds, ")");
   parse_image_docs(o.image_docs);
   std::error_code ec;
   if (fs::exists(o.out, ec) && fs::exists(o.in, ec) && fs::equivalent(o.in, o.out, ec))
@@ -115,6 +121,7 @@ struct Unit {
 
 struct UnitOut {
   std::vector<uint32_t> codes;  // media: the file's codes from its kind
+  std::vector<uint32_t> pieces; // ... cut into spans of these lengths (Encoded::pieces)
   std::vector<std::vector<uint32_t>> docs;
   std::vector<std::string> kinds;
   std::string error;
@@ -142,6 +149,7 @@ class Preparer {
     if (usable_items() == 0) nothing_usable();  // before spending time on tokenizers
     if (o_.tokenizers.empty()) train_tokenizers();
     if (usable_items() == 0) nothing_usable();
+    tell_heldout();
     const bool created = make_out_dir(o_, kinds_);
     ShardSink sink(o_.out, tk_.modalities, static_cast<uint64_t>(o_.shard_tokens));
     pass2_encode(sink);
@@ -176,20 +184,19 @@ class Preparer {
 
   [[noreturn]] void nothing_usable() const {
     const auto skips = all_skips();
-    std::string why = cat(o_.in, ": nothing to prepare: no usable text or image files (", scan_.files, " files seen");
+    std::string why = cat(o_.in, ": nothing to prepare: no usable text, image or audio files (", scan_.files, " files seen");
     if (!skips.empty()) why += cat(", ", skips.size(), " skipped, e.g. ", skips[0].rel, ": ", skips[0].reason);
     fail(why, ")");
   }
 
-  // With --tokenizers, every media kind the input holds must be covered by them.
-  void check_reused_cover_input() const {
+  // With --tokenizers, files of a media kind FROM has no tokenizer for cannot be
+  // encoded: they are skipped with that reason (never fatal, like broken files; an
+  // input left with nothing usable is still an error).
+  void check_reused_cover_input() {
     if (o_.tokenizers.empty()) return;
-    for (size_t k = 0; k < kinds_.size(); ++k) {
-      const auto n = std::count_if(scan_.items.begin(), scan_.items.end(), [&](const Item& it) { return it.kind == static_cast<int>(k); });
-      if (n > 0 && tk_.begin[k] < 0)
-        fail("--tokenizers ", o_.tokenizers, " has no ", kinds_[k]->name(), " tokenizer, but the input holds ", n, " ",
-             kinds_[k]->name(), " files");
-    }
+    for (Item& it : scan_.items)
+      if (it.kind >= 0 && tk_.begin[it.kind] < 0 && it.bad.empty())
+        it.bad = cat("--tokenizers ", o_.tokenizers, " has no ", kinds_[it.kind]->name(), " tokenizer");
   }
 
   // Training items in seeded-hash order: a sample that does not depend on folder names.
@@ -269,7 +276,12 @@ class Preparer {
     char mb[32];
     std::snprintf(mb, sizeof mb, "%.2f", static_cast<double>(text_taken_ + caption_taken_) / 1e6);
     say(cat("learning a BPE of up to ", o_.text_vocab, " pieces on ", mb, " MB of text (", sentences_.size(), " lines)"));
-    tk_.text = TextTokenizer::train(sentences_, o_.text_vocab);
+    // <bos_speech>/<eos_speech> exist only when there is audio, so text+image output
+    // stays what it was before speech.
+    const bool audio = std::any_of(scan_.items.begin(), scan_.items.end(), [&](const Item& it) {
+      return it.kind >= 0 && kinds_[it.kind]->name() == "speech";
+    });
+    tk_.text = TextTokenizer::train(sentences_, o_.text_vocab, audio);
     sentences_ = {};
     std::vector<bool> in_use(kinds_.size(), false);
     for (size_t k = 0; k < kinds_.size(); ++k) {
@@ -289,6 +301,17 @@ class Preparer {
             it.bad = cat("no usable ", kinds_[k]->name(), " file to learn the tokenizer from");
     }
     build_vocab(kinds_, in_use, tk_);
+  }
+
+  // Each kind in use learns which of its files are held out (path order).
+  void tell_heldout() {
+    for (size_t k = 0; k < kinds_.size(); ++k) {
+      if (tk_.begin[k] < 0) continue;
+      std::vector<std::string> paths;
+      for (const Item& it : scan_.items)
+        if (it.kind == static_cast<int>(k) && it.val && it.bad.empty()) paths.push_back(scan_.path(it.rel));
+      kinds_[k]->set_heldout(paths);
+    }
   }
 
   // Pass 2: documents in path order, a batch at a time: media decoded and encoded by
@@ -352,6 +375,7 @@ class Preparer {
       for (size_t j = 0; j < where.size(); ++j) {
         out[where[j]].error = std::move(enc[j].error);
         out[where[j]].codes = std::move(enc[j].codes);
+        out[where[j]].pieces = std::move(enc[j].pieces);
       }
     }
   }
@@ -377,12 +401,37 @@ class Preparer {
       const auto [open, close] = kind.markers(tok);
       const uint32_t base = static_cast<uint32_t>(tk_.begin[it.kind]);
       const std::vector<uint32_t>& codes = r.codes;
-      auto media = [&](std::vector<uint32_t>& d) {
+      auto span = [&](std::vector<uint32_t>& d, size_t b, size_t e) {
         d.push_back(static_cast<uint32_t>(open));
-        for (uint32_t c : codes) d.push_back(base + c);
+        for (size_t i = b; i < e; ++i) d.push_back(base + codes[i]);
         d.push_back(static_cast<uint32_t>(close));
       };
+      auto media = [&](std::vector<uint32_t>& d) { span(d, 0, codes.size()); };
       const uint32_t bos = static_cast<uint32_t>(tok.bos_id()), eos = static_cast<uint32_t>(tok.eos_id());
+      // --image-docs picks the image directions; other kinds always make both.
+      const DocChoice both{true, true};
+      const DocChoice& choice = kind.name() == "image" ? docs_ : both;
+      if (!r.pieces.empty()) {
+        // A long recording cut into utterances: each is an only-document; its
+        // captions (transcripts) cannot be aligned to the pieces and become text.
+        size_t at = 0;
+        for (uint32_t len : r.pieces) {
+          std::vector<uint32_t> d{bos};
+          span(d, at, at + len);
+          d.push_back(eos);
+          at += len;
+          r.docs.push_back(std::move(d));
+          r.kinds.push_back(names.only);
+        }
+        for (const CaptionRef& ref : it.captions) {
+          std::vector<uint32_t> d{bos};
+          for (uint32_t id : ids(tok, read_caption(scan_, ref))) d.push_back(id);
+          d.push_back(eos);
+          r.docs.push_back(std::move(d));
+          r.kinds.push_back("text");
+        }
+        return;
+      }
       if (it.captions.empty()) {
         std::vector<uint32_t> d{bos};
         media(d);
@@ -392,7 +441,7 @@ class Preparer {
       }
       for (const CaptionRef& ref : it.captions) {
         const std::vector<uint32_t> cap = ids(tok, read_caption(scan_, ref));
-        if (docs_.to_media) {
+        if (choice.to_media) {
           std::vector<uint32_t> d{bos};
           d.insert(d.end(), cap.begin(), cap.end());
           media(d);
@@ -400,7 +449,7 @@ class Preparer {
           r.docs.push_back(std::move(d));
           r.kinds.push_back(names.to_media);
         }
-        if (docs_.from_media) {
+        if (choice.from_media) {
           std::vector<uint32_t> d{bos};
           media(d);
           d.insert(d.end(), cap.begin(), cap.end());

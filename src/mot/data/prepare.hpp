@@ -8,12 +8,17 @@
 //   *.png, *.jpg, *.jpeg   an image; captions come from a same-named .txt and/or from
 //                          captions.jsonl lines {"image": "rel/path.png", "caption": "..."}
 //                          ("caption" may be a list; paths relative to the jsonl's folder)
-//   *.wav, *.flac, ...     audio: listed as skipped until the audio tokenizer lands
+//   *.wav, *.flac, ...     audio (libsndfile); transcripts from a same-named .txt and/or
+//                          captions.jsonl lines {"audio": "rel/path.wav", "caption": "..."}
 // Documents use the built-in corpus layouts (corpus.hpp):
 //   text  <s> text </s>                        (a file; files over 1 MiB are cut at line ends)
 //   gen   <s> caption <boi> image <eoi> </s>   (one per caption)
 //   cap   <s> <boi> image <eoi> caption </s>   (one per caption)
 //   img   <s> <boi> image <eoi> </s>           (an image without caption)
+//   asr   <s> <bos_speech> units <eos_speech> transcript </s>   (one per transcript)
+//   tts   <s> transcript <bos_speech> units <eos_speech> </s>   (one per transcript)
+//   speech <s> <bos_speech> units <eos_speech> </s>  (no transcript; or an utterance of a
+//                          file cut at --speech-max-seconds: prepare_speech.hpp)
 // It streams: pass 1 checks the text and samples it (and images) for the tokenizers,
 // pass 2 encodes file by file into shards of bounded size. Broken files are skipped
 // and listed, never fatal; an input with nothing usable is an error.
@@ -36,6 +41,10 @@ struct PrepareOptions {
   int64_t vq_sample = 4096;        // images the codebook learns from (at most; also <= 64 MiB of pixels)
   int64_t text_sample_mb = 16;     // MiB of text the BPE learns from (at most)
   int64_t shard_tokens = 16 << 20; // training tokens per shard before the next one starts
+  int speech_units = 500;          // speech unit codebook size (speech vocabulary), as synth
+  int speech_iters = 20;           // its k-means iterations
+  int64_t speech_sample_frames = 100000;  // log-mel frames (25 a second) it learns from, at most
+  double speech_max_seconds = 30;  // longer audio files are cut into utterances of at most this
   std::string image_docs = "gen,cap";  // which caption/image documents to make: gen, cap or both
   bool force = false;              // clean a non-empty --out (only the files prepare writes)
   bool quiet = false;              // no progress lines (the summary lines stay)

@@ -8,9 +8,8 @@
 //   from-media  <s> <begin> codes <end> caption </s>   (image: "cap")
 //   only        <s> <begin> codes <end> </s>           (image: "img")
 //
-// Registration point: media_kinds() in prepare_media.cpp. Audio is registered as a
-// pending kind whose files are listed as skipped; the speech tokenizer plugs in by
-// returning a MediaKind for it there instead.
+// Registration point: media_kinds() in prepare_media.cpp (image, then speech). A kind
+// can return pending() to have its files recognised but skipped with a reason.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -27,6 +26,10 @@ struct PrepareOptions;
 
 struct Encoded {
   std::vector<uint32_t> codes;  // the file's tokens, 0-based within the kind's vocabulary range
+  // Empty: the codes are one span. Else the codes are cut into spans of these lengths
+  // (a long recording's utterances), each its own only-document; captions cannot be
+  // aligned to the pieces and become text documents.
+  std::vector<uint32_t> pieces;
   std::string error;            // non-empty: the file is skipped with this reason
 };
 
@@ -58,6 +61,9 @@ class MediaKind {
   virtual uint32_t vocab_size() const = 0;              // codes in its range
   virtual void describe(nlohmann::json& vocab) const = 0;  // its keys in vocab.json (geometry)
 
+  // The held-out (validation) files of this kind, in path order, before encode():
+  // a kind may measure its reconstruction quality on a few of them.
+  virtual void set_heldout(const std::vector<std::string>& /*paths*/) {}
   // Encodes a batch of files (it may work in parallel inside); one result per path.
   virtual std::vector<Encoded> encode(const std::vector<std::string>& paths) = 0;
   // Adds what it measured while encoding (e.g. reconstruction quality) to summary.json.

@@ -208,7 +208,7 @@ class Walker {
       int kind = -1;
       for (size_t k = 0; k < kinds_.size() && kind < 0; ++k)
         if (v.contains(kinds_[k]->caption_key()) && v[kinds_[k]->caption_key()].is_string()) kind = static_cast<int>(k);
-      if (kind < 0) { warn("no \"image\" path"); continue; }
+      if (kind < 0) { warn("no \"image\" or \"audio\" path"); continue; }
       const std::string target = v[kinds_[kind]->caption_key()].get<std::string>();
       const std::string rel = fs::path(dir + target).lexically_normal().generic_string();
       if (target.empty() || target[0] == '/' || rel.rfind("../", 0) == 0 || rel == "..") {

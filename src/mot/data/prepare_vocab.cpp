@@ -1,5 +1,6 @@
 #include "mot/data/prepare_vocab.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -73,6 +74,11 @@ void build_vocab(const std::vector<std::unique_ptr<MediaKind>>& kinds, const std
     t.modalities.push_back({kinds[k]->name(), next, next + kinds[k]->vocab_size()});
     next += kinds[k]->vocab_size();
     kinds[k]->describe(v);
+  }
+  if (t.text.bos_speech_id() >= 0 && std::any_of(t.modalities.begin(), t.modalities.end(),
+                                                 [](const ModalityRange& m) { return m.name == "speech"; })) {
+    v["bos_speech_id"] = t.text.bos_speech_id();
+    v["eos_speech_id"] = t.text.eos_speech_id();
   }
   v["vocab_size"] = next;
   json mods = json::array();
