@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "mot/core/error.hpp"
+#include "mot/core/sqdist.hpp"
 #include "mot/core/rng.hpp"
 
 namespace mot::audio {
@@ -14,23 +15,6 @@ namespace {
 
 constexpr int kMaxK = 1 << 20;
 constexpr int kInitPerCentroid = 32;
-
-// Squared distance with 8 interleaved partial sums (vectorises; fixed order).
-inline float sqdist(const float* a, const float* b, int d) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int j = 0;
-  for (; j + 8 <= d; j += 8)
-    for (int l = 0; l < 8; ++l) {
-      const float t = a[j + l] - b[j + l];
-      acc[l] += t * t;
-    }
-  float tail = 0;
-  for (; j < d; ++j) {
-    const float t = a[j] - b[j];
-    tail += t * t;
-  }
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
-}
 
 // k-means++ (Arthur and Vassilvitskii 2007) on the rows `pts` of X: the first centre
 // uniformly, each next one with probability proportional to the squared distance to

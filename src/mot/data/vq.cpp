@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "mot/core/error.hpp"
+#include "mot/core/sqdist.hpp"
 #include "mot/core/rng.hpp"
 #include "mot/io/safetensors.hpp"
 
@@ -28,24 +29,6 @@ constexpr size_t kInitChunk = 256;    // points per partial sum in k-means++ sam
 constexpr size_t kAssignBlock = 8 * kBlockRows;  // patches per parallel work item
 
 typedef float v8 __attribute__((vector_size(8 * sizeof(float))));
-
-// Squared Euclidean distance in a fixed summation order (8 interleaved partial sums),
-// so every caller gets bit-identical results whatever the thread count.
-inline float sqdist(const float* a, const float* b, int d) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int j = 0;
-  for (; j + 8 <= d; j += 8)
-    for (int l = 0; l < 8; ++l) {
-      const float t = a[j + l] - b[j + l];
-      acc[l] += t * t;
-    }
-  float tail = 0;
-  for (; j < d; ++j) {
-    const float t = a[j] - b[j];
-    tail += t * t;
-  }
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
-}
 
 inline float sqnorm(const float* a, int d) {
   float s = 0;

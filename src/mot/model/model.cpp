@@ -22,8 +22,12 @@ void LossSums::add(const LossSums& o) {
 }
 
 Model::Model(const ModelConfig& cfg, int64_t max_rows, int64_t max_len, bool training, cpu::Precision precision)
-    : cfg_(cfg), table_(build_param_table(cfg)), training_(training), max_rows_(max_rows), max_len_(max_len) {
-  if (precision == cpu::Precision::bf16) mm_.set_bf16(nullptr, nullptr, nullptr, nullptr, 0);  // sized in carve()
+    : cfg_(cfg),
+      table_(build_param_table(cfg)),
+      training_(training),
+      precision_(precision),
+      max_rows_(max_rows),
+      max_len_(max_len) {
   if (max_len < 2) fail("sequence length must be at least 2 tokens (got ", max_len, ")");
   if (max_len - 1 > cfg.max_seq_len)
     fail("sequence of ", max_len - 1, " positions exceeds the model's max_seq_len ", cfg.max_seq_len);
@@ -35,7 +39,7 @@ Model::Model(const ModelConfig& cfg, int64_t max_rows, int64_t max_len, bool tra
   carve(measure);
   arena_.map(measure.used());
   carve(arena_);
-  if (mm_.precision() == cpu::Precision::bf16)
+  if (precision_ == cpu::Precision::bf16)
     mm_.set_bf16(wmat_, wmat_ + table_.total, bf16_scratch_[0], bf16_scratch_[1], bf16_scratch_floats_);
   rt_.reserve(cfg, max_rows, max_len);
   // RoPE table in double precision, stored as float.
@@ -55,7 +59,7 @@ void Model::carve(Arena& a) {
   const size_t P = table_.total;
   params_ = a.alloc<float>(P);
   wmat_ = params_;
-  if (mm_.precision() == cpu::Precision::bf16) {
+  if (precision_ == cpu::Precision::bf16) {
     wmat_ = a.alloc<float>(P);
     // Largest activation operand of any GEMM: [N, 2F] / [N, 3d] / [N, E] rows in the
     // layers, a chunk of logits in the head.

@@ -99,7 +99,7 @@ class Model {
   float* adam_m() { return adam_m_; }
   float* adam_v() { return adam_v_; }
   bool training() const { return training_; }
-  cpu::Precision precision() const { return mm_.precision(); }
+  cpu::Precision precision() const { return precision_; }
   size_t arena_bytes() const { return arena_.capacity(); }
 
   // Forward on a batch; adds the loss sums into `out`. With `backward`, also
@@ -138,6 +138,7 @@ class Model {
   ModelConfig cfg_;
   ParamTable table_;
   bool training_;
+  cpu::Precision precision_;
   int64_t max_rows_, max_len_, max_n_, chunk_;
   Arena arena_;
   float* params_ = nullptr;
