@@ -18,6 +18,13 @@ def digest(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def latest(run_dir, name="state.safetensors"):
+    """A file of the run's newest checkpoint (RUN/checkpoints/step-N/)."""
+    root = os.path.join(run_dir, "checkpoints")
+    steps = sorted(n for n in os.listdir(root) if n.startswith("step-") and n[5:].isdigit())
+    return os.path.join(root, steps[-1], name)
+
+
 class Training(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -57,7 +64,7 @@ class Training(unittest.TestCase):
         self.assertEqual([m["loss"] for m in ma], [m["loss"] for m in mb])
         self.assertEqual([m.get("val_loss") for m in ma], [m.get("val_loss") for m in mb])
         self.assertEqual(digest(self.w.p("straight/model.safetensors")), digest(self.w.p("split/model.safetensors")))
-        self.assertEqual(digest(self.w.p("straight/state.safetensors")), digest(self.w.p("split/state.safetensors")))
+        self.assertEqual(digest(latest(self.w.p("straight"))), digest(latest(self.w.p("split"))))
 
     def test_existing_run_needs_resume(self):
         self.assertEqual(self.train("twice", "--steps", "2").returncode, 0)
@@ -89,26 +96,39 @@ class Training(unittest.TestCase):
     def test_full_disk_during_checkpoint_keeps_last_checkpoint(self):
         out = self.w.p("diskfull")
         self.assertEqual(self.train("diskfull", "--steps", "4").returncode, 0)
-        model, state = digest(os.path.join(out, "model.safetensors")), digest(os.path.join(out, "state.safetensors"))
+        model, state = digest(os.path.join(out, "model.safetensors")), digest(latest(out))
         # The model file is ~200 KB: a 64 KiB file-size limit makes the next save fail.
         r = run(["train", "--resume", "--out", out, "--steps", "8"], limit_fsize=64 * 1024)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertTrue(r.stderr.strip().splitlines()[-1].startswith("mot: error:"), r.stderr)
         self.assertEqual(digest(os.path.join(out, "model.safetensors")), model)
-        self.assertEqual(digest(os.path.join(out, "state.safetensors")), state)
-        self.assertEqual([f for f in os.listdir(out) if ".tmp" in f], [])
+        self.assertEqual(digest(latest(out)), state)
+        self.assertEqual(digest(latest(out, "model.safetensors")), model)
+        self.assertEqual([os.path.join(d, f) for d, ds, fs in os.walk(out) for f in ds + fs if ".tmp" in f], [])
         # And the run still resumes from its last good checkpoint.
         r = run(["train", "--resume", "--out", out, "--steps", "6"])
         self.assertEqual(r.returncode, 0, r.stderr)
 
-    def test_resume_refuses_mismatched_model_and_state(self):
-        out = self.w.p("torn")
-        self.assertEqual(self.train("torn", "--steps", "4", "--set", "train.save_every=2", "--stop-at", "2").returncode, 0)
+    def test_resumes_a_run_saved_by_an_older_mot(self):
+        """Runs from before checkpoint directories kept RUN/model.safetensors and
+        RUN/state.safetensors side by side: they still resume, and a torn pair (a crash
+        between the two renames) is refused."""
         import shutil
-        shutil.copy(os.path.join(out, "state.safetensors"), self.w.p("state-at-2"))
-        self.assertEqual(run(["train", "--resume", "--out", out]).returncode, 0)
-        # a crash between the two renames: model at step 4, state still at step 2
-        shutil.copy(self.w.p("state-at-2"), os.path.join(out, "state.safetensors"))
+        straight = self.w.p("legacy-straight")
+        self.assertEqual(self.train("legacy-straight", "--steps", "4").returncode, 0)
+        out = self.w.p("legacy")
+        self.assertEqual(self.train("legacy", "--steps", "4", "--stop-at", "2").returncode, 0)
+        shutil.copy(latest(out), os.path.join(out, "state.safetensors"))
+        state_at_2 = self.w.p("legacy-state-at-2")
+        shutil.copy(latest(out), state_at_2)
+        shutil.rmtree(os.path.join(out, "checkpoints"))
+        r = run(["train", "--resume", "--out", out])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(digest(latest(out)), digest(latest(straight)))
+        self.assertFalse(os.path.exists(os.path.join(out, "state.safetensors")), "the legacy state was superseded")
+        # A torn legacy pair: model at step 4, state still at step 2.
+        shutil.copy(state_at_2, os.path.join(out, "state.safetensors"))
+        shutil.rmtree(os.path.join(out, "checkpoints"))
         r = run(["train", "--resume", "--out", out, "--steps", "6"])
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("step", r.stderr.strip().splitlines()[-1])
@@ -126,8 +146,10 @@ class Training(unittest.TestCase):
         out = self.w.p("outputs")
         r = self.train("outputs", "--steps", "10")
         self.assertEqual(r.returncode, 0, r.stderr)
-        for f in ("model.safetensors", "state.safetensors", "config.toml", "metrics.jsonl"):
+        for f in ("model.safetensors", "checkpoints/step-00000010/model.safetensors",
+                  "checkpoints/step-00000010/state.safetensors", "config.toml", "metrics.jsonl"):
             self.assertTrue(os.path.exists(os.path.join(out, f)), f)
+        self.assertEqual(os.listdir(os.path.join(out, "checkpoints")), ["step-00000010"], "older checkpoints go")
         m = metrics(out)
         for k in ("step", "loss", "loss/text", "loss/image", "lr", "grad_norm", "tokens", "ms", "tokens_per_s"):
             self.assertIn(k, m[0])

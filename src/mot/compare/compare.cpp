@@ -1,9 +1,5 @@
 #include "mot/compare/compare.hpp"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -17,6 +13,7 @@
 #include "mot/core/error.hpp"
 #include "mot/data/dataset.hpp"
 #include "mot/io/atomic_file.hpp"
+#include "mot/io/dir_lock.hpp"
 #include "mot/model/flops.hpp"
 
 namespace mot::compare {
@@ -24,27 +21,6 @@ namespace mot::compare {
 namespace fs = std::filesystem;
 
 namespace {
-
-// Held while this process trains into DIR: two comparisons resuming the same runs
-// at once would corrupt them.
-class DirLock {
- public:
-  explicit DirLock(const std::string& dir) {
-    const std::string path = dir + "/.lock";
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) fail(path, ": cannot create lock file");
-    if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      ::close(fd_);
-      fail(dir, ": another mot compare or mot demo is running in this directory");
-    }
-  }
-  ~DirLock() { ::close(fd_); }
-  DirLock(const DirLock&) = delete;
-  DirLock& operator=(const DirLock&) = delete;
-
- private:
-  int fd_ = -1;
-};
 
 std::string join(const std::vector<std::string>& v, const std::string& sep) {
   std::string out;
@@ -99,8 +75,14 @@ int run_compare(const CompareOptions& o) {
   std::vector<int> seeds;
   for (int s = 1; s <= o.seeds; ++s) seeds.push_back(s);
 
+  if (fs::exists(o.out) && !fs::is_directory(o.out)) fail(o.out, ": exists and is not a directory");
+  // Locked before it is inspected: a second comparison started on the same directory
+  // is refused here, instead of finding it half-created.
+  io::DirLock lock(o.out, "mot " + o.who,
+                         "wait for it to finish (Ctrl-C there saves every run), or choose another --out");
+  io::remove_stale_temporaries(o.out, true);
   claim_compare_dir(o.out, describe_comparison(variants, seeds, steps, data), o.fresh);
-  const DirLock lock(o.out);
+  lock.keep();
   fs::create_directories(o.out + "/configs");
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   const int threads = std::max(1, static_cast<int>(cores) / o.parallel);

@@ -99,16 +99,26 @@ json describe_comparison(const std::vector<Variant>& variants, const std::vector
           {"configs", configs}};
 }
 
+// True when DIR holds nothing but the lock file its caller holds.
+bool only_lock_file(const std::string& dir) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().filename() != ".lock") return false;
+  return true;
+}
+
 void claim_compare_dir(const std::string& dir, const json& description, bool fresh) {
   const std::string manifest = dir + "/compare.json";
   std::error_code ec;
-  const bool exists = fs::exists(dir, ec);
-  if (exists && !fs::is_directory(dir, ec)) fail(dir, ": exists and is not a directory");
+  const bool exists = fs::exists(dir, ec) && !only_lock_file(dir);
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) fail(dir, ": exists and is not a directory");
   const bool ours = fs::exists(manifest, ec) || fs::exists(dir + "/report.md", ec);
   if (exists && fresh) {
     // --fresh deletes, so only what a comparison wrote: never a directory of other files.
-    if (!ours && !fs::is_empty(dir, ec)) fail(dir, ": holds no earlier comparison; --fresh deletes only those");
-    fs::remove_all(dir, ec);
+    if (!ours) fail(dir, ": holds no earlier comparison; --fresh deletes only those");
+    // Everything but the lock file the caller holds (deleting it would unlock).
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+      if (it->path().filename() != ".lock") fs::remove_all(it->path(), ec);
     if (ec) fail(dir, ": cannot delete: ", ec.message());
   } else if (exists && fs::exists(manifest, ec)) {
     json was;
@@ -124,7 +134,7 @@ void claim_compare_dir(const std::string& dir, const json& description, bool fre
     return;
   } else if (exists && ours) {
     fail(dir, ": holds a report from a version of mot without compare.json; --fresh starts it over");
-  } else if (exists && !fs::is_empty(dir, ec)) {
+  } else if (exists) {
     fail(dir, ": not empty and holds no compare.json (not a mot compare directory); choose another --out");
   }
   fs::create_directories(dir, ec);

@@ -17,6 +17,8 @@
 #include <nlohmann/json.hpp>
 
 #include "mot/core/error.hpp"
+#include "mot/io/dir_lock.hpp"
+#include "mot/train/checkpoint.hpp"
 
 extern char** environ;
 
@@ -73,8 +75,23 @@ pid_t spawn(const TrainJob& job, bool resume) {
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  // Each trainer in its own process group: a terminal's Ctrl-C reaches only this
+  // process, which passes one SIGINT on (a trainer takes a second one as "stop now,
+  // without saving"). MOT_PARENT_PID makes the trainer stop when this process dies.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
+  std::vector<std::string> env;
+  for (char** e = environ; *e; ++e)
+    if (std::strncmp(*e, "MOT_PARENT_PID=", 15) != 0) env.emplace_back(*e);
+  env.push_back(cat("MOT_PARENT_PID=", ::getpid()));
+  std::vector<char*> cenv;
+  for (auto& e : env) cenv.push_back(e.data());
+  cenv.push_back(nullptr);
   pid_t pid = 0;
-  const int rc = posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, cargv.data(), environ);
+  const int rc = posix_spawn(&pid, "/proc/self/exe", &fa, &attr, cargv.data(), cenv.data());
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) fail("cannot start the training of ", job.label, ": ", std::strerror(rc));
   return pid;
@@ -93,7 +110,7 @@ bool run_train_jobs(const std::vector<TrainJob>& jobs, int parallel) {
   };
   g_stop.store(0);
   struct Handlers {
-    struct sigaction old_int {}, old_term {};
+    struct sigaction old_int {}, old_term {}, old_hup {};
     Handlers() {
       struct sigaction sa {};
       sa.sa_handler = on_stop_signal;
@@ -101,10 +118,12 @@ bool run_train_jobs(const std::vector<TrainJob>& jobs, int parallel) {
       sigemptyset(&sa.sa_mask);
       sigaction(SIGINT, &sa, &old_int);
       sigaction(SIGTERM, &sa, &old_term);
+      sigaction(SIGHUP, &sa, &old_hup);
     }
     ~Handlers() {
       sigaction(SIGINT, &old_int, nullptr);
       sigaction(SIGTERM, &old_term, nullptr);
+      sigaction(SIGHUP, &old_hup, nullptr);
     }
   } handlers;
   std::vector<Running> running;
@@ -115,8 +134,8 @@ bool run_train_jobs(const std::vector<TrainJob>& jobs, int parallel) {
   size_t done = 0;
   while (next < jobs.size() || !running.empty()) {
     if (g_stop.load()) {
-      // A terminal's Ctrl-C reaches the children too; a signal sent to this process
-      // alone must stop them as well. Each saves a checkpoint and exits.
+      // The trainers run in their own process groups, so a terminal's Ctrl-C reaches
+      // only this process: pass it on once. Each saves a checkpoint and exits.
       for (auto& r : running) kill(r.pid, SIGINT);
       for (auto& r : running) waitpid(r.pid, nullptr, 0);
       break;
@@ -129,7 +148,17 @@ bool run_train_jobs(const std::vector<TrainJob>& jobs, int parallel) {
         ++done;
         continue;
       }
-      const bool resume = fs::exists(j.run_dir + "/state.safetensors");
+      // A trainer of this run from an earlier, killed comparison may still be saving
+      // its last checkpoint (it was told to stop when its parent died): wait for it.
+      for (int waited = 0; auto holder = io::dir_lock_holder(j.run_dir); ++waited) {
+        if (waited == 0)
+          std::fprintf(stderr, "  %-22s waiting for an earlier trainer of this run (pid %s) to save and exit\n",
+                       j.label.c_str(), holder->c_str());
+        if (waited >= 600 || g_stop.load())
+          fail(j.run_dir, ": still in use by pid ", *holder, "; stop that process, then run the same command again");
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
+      const bool resume = latest_checkpoint(j.run_dir).has_value();
       running.push_back({next, spawn(j, resume)});
       std::fprintf(stderr, "  %-22s %s (log: %s/train.log)\n", j.label.c_str(), resume ? "resumed" : "started",
                    j.run_dir.c_str());

@@ -11,6 +11,11 @@ struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A non-finite loss: the trainer reports it as divergence, with what it can do about it.
+struct NonFiniteLoss : Error {
+  using Error::Error;
+};
+
 // Concatenate anything streamable into one string (GCC 12 has no <format>).
 template <class... Args>
 std::string cat(const Args&... args) {

@@ -4,8 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "mot/core/error.hpp"
 
@@ -81,15 +83,44 @@ void AtomicWriter::commit() {
   if (::close(fd) != 0 && errno != EINTR) fail(path_, ": close failed: ", errno_text(errno));
   if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail(path_, ": rename failed: ", errno_text(errno));
   committed_ = true;
-  // Persist the directory entry. Some filesystems cannot fsync a directory (EINVAL);
-  // the rename already happened, so that is not worth failing for.
-  std::string dir = parent_dir(path_);
+  sync_directory(parent_dir(path_));
+}
+
+void sync_directory(const std::string& dir) {
+  // Some filesystems cannot fsync a directory (EINVAL); the rename already happened,
+  // so that is not worth failing for.
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) fail(path_, ": cannot open directory ", dir, " to sync it: ", errno_text(errno));
+  if (dfd < 0) fail(dir, ": cannot open directory to sync it: ", errno_text(errno));
   int rc = fsync_retry(dfd);
   int err = errno;
   ::close(dfd);
-  if (rc != 0 && err != EINVAL) fail(path_, ": fsync of directory ", dir, " failed: ", errno_text(err));
+  if (rc != 0 && err != EINVAL) fail(dir, ": fsync of directory failed: ", errno_text(err));
+}
+
+long temporary_owner(const std::string& name) {
+  for (const char* tag : {".tmp.", ".trash."}) {
+    const size_t at = name.rfind(tag);
+    if (at == std::string::npos || at == 0) continue;
+    const std::string digits = name.substr(at + std::strlen(tag));
+    if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    return std::stol(digits);
+  }
+  return 0;
+}
+
+int remove_stale_temporaries(const std::string& dir, bool dir_is_locked) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  int removed = 0;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const long pid = temporary_owner(it->path().filename().string());
+    if (pid <= 0 || pid == ::getpid()) continue;
+    const bool alive = ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+    if (alive && !dir_is_locked) continue;
+    std::error_code rm;
+    if (fs::remove_all(it->path(), rm) > 0 && !rm) ++removed;
+  }
+  return removed;
 }
 
 void write_file_atomic(const std::string& path, std::string_view content) {

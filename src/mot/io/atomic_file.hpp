@@ -27,4 +27,17 @@ class AtomicWriter {
 
 void write_file_atomic(const std::string& path, std::string_view content);
 
+// Removes what a crashed writer left in `dir` (not recursive): "<name>.tmp.<pid>"
+// files and directories whose pid is not a live process, or every one not made by
+// this process when `dir_is_locked` (the caller holds the directory's DirLock, so no
+// other writer can be at work there). Returns how many it removed.
+int remove_stale_temporaries(const std::string& dir, bool dir_is_locked);
+
+// The pid in a name ending in ".tmp.<pid>" or ".trash.<pid>", or 0.
+long temporary_owner(const std::string& name);
+
+// fsync of a directory, so a rename or create inside it survives a power loss.
+// Filesystems that cannot sync a directory (EINVAL) are not an error.
+void sync_directory(const std::string& dir);
+
 }  // namespace mot::io

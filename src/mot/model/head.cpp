@@ -70,7 +70,7 @@ void Model::head(bool backward, float grad_scale, LossSums& out) {
     const int m = rt_.target_mod[s];
     if (m < 0) continue;
     const double l = ws_.row_loss[s];
-    if (!std::isfinite(l)) fail("loss is not finite (", l, ") at a ", cfg_.modalities[m].name, " target");
+    if (!std::isfinite(l)) throw NonFiniteLoss(cat("loss is not finite (", l, ") at a ", cfg_.modalities[m].name, " target"));
     out.loss += l;
     out.by_mod[m] += l;
     out.targets++;

@@ -1,11 +1,19 @@
 #include "mot/train/checkpoint.hpp"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
 #include <cmath>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
 #include "mot/core/error.hpp"
+#include "mot/io/atomic_file.hpp"
 #include "mot/io/safetensors.hpp"
 
 namespace mot {
@@ -116,6 +124,131 @@ TrainState load_train_state(const std::string& path, Model& model) {
     f.read_f32(*ti, dst);
   }
   return s;
+}
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kCheckpoints = "/checkpoints";
+
+std::string step_dir_name(int64_t step) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "step-%08lld", static_cast<long long>(step));
+  return buf;
+}
+
+// The step of a committed checkpoint directory name ("step-<digits>" exactly), or -1.
+int64_t parse_step_dir(const std::string& name) {
+  if (name.rfind("step-", 0) != 0 || name.size() == 5 || name.size() > 5 + 18) return -1;
+  const std::string digits = name.substr(5);
+  if (digits.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoll(digits);
+}
+
+Checkpoint at(const std::string& dir, int64_t step) {
+  return {step, dir, dir + "/model.safetensors", dir + "/state.safetensors", false};
+}
+
+// Publishes `target` at `link_path` atomically: a hard link under a temporary name,
+// renamed over the old one. Filesystems without hard links get a copy instead.
+void publish(const std::string& target, const std::string& link_path) {
+  const std::string tmp = cat(link_path, ".tmp.", ::getpid());
+  ::unlink(tmp.c_str());
+  if (::link(target.c_str(), tmp.c_str()) != 0) {
+    std::error_code ec;
+    fs::copy_file(target, tmp, fs::copy_options::overwrite_existing, ec);
+    if (ec) {
+      ::unlink(tmp.c_str());
+      fail(link_path, ": cannot publish the latest model: ", ec.message());
+    }
+  }
+  if (::rename(tmp.c_str(), link_path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp.c_str());
+    fail(link_path, ": rename failed: ", std::strerror(err));
+  }
+}
+
+// Removes a directory so that a kill midway never leaves a half-deleted checkpoint
+// under a committed name: rename it to a trash name first (atomic), then delete.
+void remove_dir_safely(const std::string& dir) {
+  const std::string trash = cat(dir, ".trash.", ::getpid());
+  std::error_code ec;
+  if (::rename(dir.c_str(), trash.c_str()) != 0) return;
+  fs::remove_all(trash, ec);
+}
+
+}  // namespace
+
+void crash_point(const char* name) {
+  static const char* wanted = std::getenv("MOT_CRASH_POINT");
+  if (wanted && std::strcmp(wanted, name) == 0) ::kill(::getpid(), SIGKILL);
+}
+
+std::optional<Checkpoint> latest_checkpoint(const std::string& run_dir) {
+  const std::string root = run_dir + kCheckpoints;
+  std::optional<Checkpoint> best;
+  std::error_code ec;
+  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    const int64_t step = parse_step_dir(it->path().filename().string());
+    if (step < 0 || !it->is_directory()) continue;
+    if (!best || step > best->step) best = at(it->path().string(), step);
+  }
+  if (best) return best;
+  if (fs::exists(run_dir + "/state.safetensors") && fs::exists(run_dir + "/model.safetensors"))
+    return Checkpoint{-1, run_dir, run_dir + "/model.safetensors", run_dir + "/state.safetensors", true};
+  return std::nullopt;
+}
+
+Checkpoint write_checkpoint(const std::string& run_dir, Model& model, const TrainState& s) {
+  const std::string root = run_dir + kCheckpoints;
+  std::error_code ec;
+  if (!fs::is_directory(root)) {
+    fs::create_directories(root, ec);
+    if (ec) fail(root, ": cannot create: ", ec.message());
+    io::sync_directory(run_dir);
+  }
+  const Checkpoint done = at(root + "/" + step_dir_name(s.step), s.step);
+  const std::string tmp = cat(done.dir, ".tmp.", ::getpid());
+  fs::remove_all(tmp, ec);
+  if (!fs::create_directory(tmp, ec) || ec) fail(tmp, ": cannot create: ", ec.message());
+  try {
+    save_model(tmp + "/model.safetensors", model, {{"step", std::to_string(s.step)}});
+    crash_point("checkpoint-model-written");
+    save_train_state(tmp + "/state.safetensors", model, s);
+    crash_point("checkpoint-state-written");
+  } catch (...) {
+    fs::remove_all(tmp, ec);  // give a full disk its space back at once
+    throw;
+  }
+  // Resuming always starts from the newest checkpoint, so this step cannot be
+  // committed already; if it somehow is, keep that complete one rather than open a
+  // window with no checkpoint at all.
+  if (fs::exists(done.dir)) {
+    fs::remove_all(tmp, ec);
+  } else if (::rename(tmp.c_str(), done.dir.c_str()) != 0) {
+    const int err = errno;
+    fs::remove_all(tmp, ec);
+    fail(done.dir, ": cannot commit the checkpoint: ", std::strerror(err));
+  }
+  io::sync_directory(root);
+  crash_point("checkpoint-committed");
+  publish(done.model, run_dir + "/model.safetensors");
+  io::sync_directory(run_dir);
+  crash_point("checkpoint-published");
+  // Only now that the new checkpoint is complete and durable do older ones go.
+  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    const int64_t step = parse_step_dir(it->path().filename().string());
+    if (step >= 0 && step != s.step) remove_dir_safely(it->path().string());
+  }
+  ::unlink((run_dir + "/state.safetensors").c_str());  // a legacy pair's state, now superseded
+  return done;
+}
+
+void remove_stale_checkpoint_files(const std::string& run_dir) {
+  io::remove_stale_temporaries(run_dir, true);
+  io::remove_stale_temporaries(run_dir + kCheckpoints, true);
 }
 
 }  // namespace mot

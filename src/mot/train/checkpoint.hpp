@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "mot/core/rng.hpp"
@@ -35,5 +36,34 @@ struct TrainState {
 // state.safetensors: tensors adam_m and adam_v (flat, F32) + metadata.
 void save_train_state(const std::string& path, Model& model, const TrainState& s);
 TrainState load_train_state(const std::string& path, Model& model);
+
+// A training run's checkpoint: RUN/checkpoints/step-<N>/{model,state}.safetensors.
+// It is written whole under a temporary directory name, both files fsync'ed, then
+// renamed into place: that one rename is the commit, so at any instant a checkpoint
+// directory either exists complete or not at all. RUN/model.safetensors (SPEC: the
+// latest model) is then a hard link to the new model file, and only after that are
+// older checkpoints removed. `legacy`: a run from before this layout, whose pair is
+// RUN/model.safetensors + RUN/state.safetensors (still resumed; replaced at its next save).
+struct Checkpoint {
+  int64_t step = 0;
+  std::string dir, model, state;
+  bool legacy = false;
+};
+
+// The newest complete checkpoint of a run, if any.
+std::optional<Checkpoint> latest_checkpoint(const std::string& run_dir);
+
+// Writes the checkpoint for `s.step` as described above and returns it. On any
+// failure (full disk, ...) throws mot::Error and leaves the previous checkpoint
+// untouched; what was half-written is removed.
+Checkpoint write_checkpoint(const std::string& run_dir, Model& model, const TrainState& s);
+
+// Removes temporaries a killed process left in RUN and RUN/checkpoints. Call with the
+// run directory's lock held.
+void remove_stale_checkpoint_files(const std::string& run_dir);
+
+// Test hook: when the environment variable MOT_CRASH_POINT equals `name`, the process
+// kills itself with SIGKILL here (used by the crash tests to stop inside a save).
+void crash_point(const char* name);
 
 }  // namespace mot
