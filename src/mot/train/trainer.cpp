@@ -8,6 +8,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -233,14 +234,18 @@ int run_training(const TrainOptions& opt) {
                static_cast<long long>(tc.batch_size), static_cast<long long>(train_src->row_len()),
                static_cast<long long>(tc.grad_accum), thread_count(), blas_core_name());
 
-  auto save = [&](int64_t step) {
-    write_checkpoint(opt.out_dir, model, TrainState{step, state.data_cursor, run_json});
-    saved_step = step;
-  };
   // What a failure leaves the user, for its error line.
   auto kept = [&] {
     return saved_step >= 0 ? cat("the checkpoint of step ", saved_step, " in ", opt.out_dir, " is kept")
                            : std::string("no checkpoint was saved yet");
+  };
+  auto save = [&](int64_t step) {
+    try {
+      write_checkpoint(opt.out_dir, model, TrainState{step, state.data_cursor, run_json});
+    } catch (const Error& e) {
+      fail(e.what(), "; ", kept());
+    }
+    saved_step = step;
   };
   bool stdout_closed = false;  // EPIPE on stdout: stop with a checkpoint, like Ctrl-C
 
@@ -306,7 +311,7 @@ int run_training(const TrainOptions& opt) {
     }
     const std::string text = line.dump() + "\n";
     if (std::fputs(text.c_str(), metrics) < 0 || std::fflush(metrics) != 0)
-      fail(paths.metrics, ": write failed (disk full?)");
+      fail(paths.metrics, ": write failed (", std::strerror(errno), "); ", kept());
     if (done % tc.log_every == 0 || done == end_step || done == state.step + 1) {
       std::printf("step %6lld/%lld | loss %.4f |%s | lr %.2e | gnorm %.3f | %.1f ms | %.0f tok/s\n",
                   static_cast<long long>(done), static_cast<long long>(end_step), loss,
