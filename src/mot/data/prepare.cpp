@@ -199,6 +199,9 @@ class Preparer {
         it.bad = cat("--tokenizers ", o_.tokenizers, " has no ", kinds_[it.kind]->name(), " tokenizer");
   }
 
+  // Always printed (--quiet too): something the user should know about the output.
+  static void warn(const std::string& msg) { std::fprintf(stderr, "prepare: %s\n", msg.c_str()); }
+
   // Training items in seeded-hash order: a sample that does not depend on folder names.
   std::vector<size_t> sample_order(int kind) const {
     std::vector<size_t> order;
@@ -305,6 +308,11 @@ class Preparer {
 
   // Each kind in use learns which of its files are held out (path order).
   void tell_heldout() {
+    if (o_.val_fraction > 0 && std::none_of(scan_.items.begin(), scan_.items.end(),
+                                            [](const Item& it) { return it.val && it.bad.empty(); }))
+      warn(cat("no usable file falls in the validation split (--val-fraction ", o_.val_fraction, " of ",
+               usable_items(), " files, by path hash), so mot train will not validate; a larger --val-fraction "
+               "or more files hold some out"));
     for (size_t k = 0; k < kinds_.size(); ++k) {
       if (tk_.begin[k] < 0) continue;
       std::vector<std::string> paths;
