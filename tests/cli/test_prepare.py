@@ -578,6 +578,85 @@ def summed_docs(summary):
     return docs
 
 
+class PrepareBrokenNeighbours(unittest.TestCase):
+    """A broken file only ever removes itself. The names put each valid file in the
+    validation split and each broken one of its kind in the training split at
+    --val-fraction 0.5 (asserted below through the documents per split): the case where
+    the image and speech tokenizers, learning from training files only, found nothing
+    usable and dropped the valid held-out file as well."""
+
+    ARGS = ["--image-size", "16", "--patch", "4", "--codebook", "16", "--text-vocab", "300", "--vq-iters", "4",
+            "--val-fraction", "0.5"] + SPEECH
+
+    def setUp(self):
+        self.w = Workdir()
+
+    def tearDown(self):
+        self.w.tmp.cleanup()
+
+    def test_valid_files_survive_a_broken_one_of_their_kind(self):
+        src = self.w.p("in")
+        put_file(src, "talk.wav", wav_bytes(3.0, 16000, 1, 3))                     # held out
+        put_file(src, "talk.txt", "a transcribed talk about tones\n")
+        put_file(src, "broken.flac", b"fLaC\x00\x00\x00\x22" + b"\x5a" * 60)      # training
+        put_file(src, "dog.png", png_bytes(16, 16, render(16, 16, "disc", COLORS["red"], COLORS["blue"])))  # held out
+        put_file(src, "dog.txt", "a red disc on a blue background\n")
+        put_file(src, "corrupt.jpg", jpeg_bytes(16, 16, render(16, 16, "bar", COLORS["green"], COLORS["white"]))[:40])
+        put_file(src, "story.txt", "a held out story about a red disc and a tone\n")  # held out
+        put_file(src, "notes.txt", "caf\xe9 cr\xe8me\n".encode("latin-1"))           # training, not UTF-8
+        put_file(src, "diary.txt", "a training diary about blue backgrounds and tones\n")  # training
+        out = self.w.p("out")
+        r = run(["data", "prepare", "--in", src, "--out", out, "--quiet"] + self.ARGS)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(out, "summary.json")) as f:
+            s = json.load(f)
+        reasons = {e["path"]: e["reason"] for e in s["skipped"]}
+        self.assertEqual(sorted(reasons), ["broken.flac", "corrupt.jpg", "notes.txt"], reasons)
+        self.assertIn("cannot read audio", reasons["broken.flac"])
+        self.assertIn("JPEG", reasons["corrupt.jpg"])
+        self.assertIn("not UTF-8", reasons["notes.txt"])
+        self.assertEqual((s["files"]["speech"], s["files"]["image"], s["files"]["text"]), (1, 1, 2), s["files"])
+        self.assertEqual(s["documents"]["val"], {"asr": 1, "tts": 1, "gen": 1, "cap": 1, "text": 1})
+        self.assertEqual(s["documents"]["train"], {"text": 1})
+        self.assertEqual((s["speech"]["files"], s["speech"]["codebook_files"]), (1, 1))
+        self.assertEqual(s["image"]["vq_sample_images"], 1)
+        with open(os.path.join(out, "vocab.json")) as f:
+            self.assertEqual([m["name"] for m in json.load(f)["modalities"]], ["text", "image", "speech"])
+        last = r.stderr.strip().splitlines()[-1]
+        self.assertIn("3 skipped", last)
+        self.assertIn("broken.flac (cannot read audio", last)
+
+    def test_held_out_text_feeds_the_bpe_when_training_text_is_broken(self):
+        src = self.w.p("in")
+        put_file(src, "story.txt", "a held out story about a red disc and a tone\n")  # held out
+        put_file(src, "notes.txt", "caf\xe9 cr\xe8me\n".encode("latin-1"))           # training, not UTF-8
+        out = self.w.p("out")
+        r = run(["data", "prepare", "--in", src, "--out", out, "--quiet"] + self.ARGS)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(out, "summary.json")) as f:
+            s = json.load(f)
+        self.assertEqual([e["path"] for e in s["skipped"]], ["notes.txt"])
+        self.assertEqual(s["documents"], {"val": {"text": 1}})
+        # The BPE learned from the valid file, not from nothing.
+        self.assertEqual(s["tokenizers"]["text_sample_bytes"], len("a held out story about a red disc and a tone"))
+
+    def test_only_broken_audio_is_reported_as_such(self):
+        src = self.w.p("in")
+        put_file(src, "a.txt", "some text to keep\n")
+        put_file(src, "bad.wav", b"RIFF\xff\x00\x00\x00WAVEfmt \x10\x00\x00\x00" + b"\x07" * 40)
+        out = self.w.p("out")
+        r = run(["data", "prepare", "--in", src, "--out", out] + self.ARGS)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(out, "summary.json")) as f:
+            s = json.load(f)
+        self.assertEqual([e["path"] for e in s["skipped"]], ["bad.wav"])
+        self.assertIn("cannot read audio", s["skipped"][0]["reason"])
+        self.assertIn("no usable speech file", r.stderr)
+        self.assertIn("bad.wav", r.stderr)
+        with open(os.path.join(out, "vocab.json")) as f:
+            self.assertEqual([m["name"] for m in json.load(f)["modalities"]], ["text"])
+
+
 class PrepareStableSplit(unittest.TestCase):
     """Adding files never moves a file between train and validation: each file's split
     depends on its own path (and --seed) only. The second run reuses the first one's

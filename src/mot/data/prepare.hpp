@@ -21,8 +21,9 @@
 //                          file cut at --speech-max-seconds: prepare_speech.hpp)
 // It streams: pass 1 checks the text and samples it (and images) for the tokenizers,
 // pass 2 encodes file by file into shards of bounded size. Broken files are skipped
-// and listed, never fatal; an input with nothing usable is an error. A file is held
-// out for validation by a seeded hash of its path alone (prepare_scan.hpp: assign_validation).
+// and listed, never fatal, and remove only themselves (a valid file is never dropped
+// for a broken one); an input with nothing usable is an error. A file is held out for
+// validation by a seeded hash of its path alone (prepare_scan.hpp: assign_validation).
 #pragma once
 #include <cstdint>
 #include <string>
