@@ -25,6 +25,9 @@ COLORS = {"red": (220, 40, 40), "green": (40, 180, 60), "blue": (40, 70, 220), "
 SHAPES = ["square", "disc", "bar"]
 FAST = ["--image-size", "16", "--patch", "4", "--codebook", "64", "--text-vocab", "300", "--vq-iters", "4",
         "--quiet"]
+# The split is a hash of each path against --val-fraction, nothing else: 0.2 holds out
+# images, text and audio files of these folders (the default 2% might hold out none).
+SPLIT = ["--val-fraction", "0.2"]
 
 
 def png_bytes(w, h, rgb):
@@ -183,7 +186,7 @@ class Prepare(unittest.TestCase):
         cls.src = cls.w.p("in")
         cls.held = make_folder(cls.src)
         cls.data = cls.w.p("data")
-        cls.r = run(["data", "prepare", "--in", cls.src, "--out", cls.data] + FAST)
+        cls.r = run(["data", "prepare", "--in", cls.src, "--out", cls.data] + FAST + SPLIT)
         assert cls.r.returncode == 0, cls.r.stderr
         with open(os.path.join(cls.data, "summary.json")) as f:
             cls.summary = json.load(f)
@@ -262,11 +265,11 @@ class Prepare(unittest.TestCase):
 
     def test_deterministic_and_reusable_tokenizers(self):
         again = self.w.p("again")
-        r = run(["data", "prepare", "--in", self.src, "--out", again] + FAST)
+        r = run(["data", "prepare", "--in", self.src, "--out", again] + FAST + SPLIT)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(digests(self.data), digests(again), "two runs must write identical bytes")
         reuse = self.w.p("reuse")
-        r = run(["data", "prepare", "--in", self.src, "--out", reuse, "--tokenizers", self.data, "--quiet"])
+        r = run(["data", "prepare", "--in", self.src, "--out", reuse, "--tokenizers", self.data, "--quiet"] + SPLIT)
         self.assertEqual(r.returncode, 0, r.stderr)
         mine, theirs = digests(self.data), digests(reuse)
         for name in ("vocab.json", "text.model", "vq.safetensors"):
@@ -310,7 +313,7 @@ class Prepare(unittest.TestCase):
                 f.write("stale")
         with open(os.path.join(out, "keep.md"), "w") as f:
             f.write("the user's own notes")
-        r = run(["data", "prepare", "--in", self.src, "--out", out, "--force"] + FAST)
+        r = run(["data", "prepare", "--in", self.src, "--out", out, "--force"] + FAST + SPLIT)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertFalse(os.path.exists(os.path.join(out, "train-007.shard")))
         self.assertTrue(os.path.exists(os.path.join(out, "keep.md")))
@@ -425,7 +428,7 @@ class PrepareSpeech(unittest.TestCase):
         cls.src = cls.w.p("in")
         cls.held = make_speech_folder(cls.src)
         cls.data = cls.w.p("data")
-        cls.r = run(["data", "prepare", "--in", cls.src, "--out", cls.data] + FAST + SPEECH)
+        cls.r = run(["data", "prepare", "--in", cls.src, "--out", cls.data] + FAST + SPEECH + SPLIT)
         assert cls.r.returncode == 0, cls.r.stderr
         with open(os.path.join(cls.data, "summary.json")) as f:
             cls.summary = json.load(f)
@@ -526,12 +529,12 @@ class PrepareSpeech(unittest.TestCase):
 
     def test_deterministic_and_reusable_tokenizers(self):
         again = self.w.p("again")
-        r = run(["data", "prepare", "--in", self.src, "--out", again] + FAST + SPEECH)
+        r = run(["data", "prepare", "--in", self.src, "--out", again] + FAST + SPEECH + SPLIT)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(digests(self.data), digests(again), "two runs must write identical bytes")
         reuse = self.w.p("reuse")
         r = run(["data", "prepare", "--in", self.src, "--out", reuse, "--tokenizers", self.data, "--quiet",
-                 "--speech-max-seconds", "10"])
+                 "--speech-max-seconds", "10"] + SPLIT)
         self.assertEqual(r.returncode, 0, r.stderr)
         mine, theirs = digests(self.data), digests(reuse)
         for name in ("vocab.json", "text.model", "vq.safetensors", "speech.safetensors"):
@@ -548,6 +551,159 @@ class PrepareSpeech(unittest.TestCase):
         self.assertEqual(last["step"], 5)
         for key in ("loss/text", "loss/image", "loss/speech", "val_loss/speech"):
             self.assertIn(key, last)
+
+
+def put_file(root, rel, data):
+    p = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+
+
+def shard_docs(d):
+    """{"train": set of documents, "val": set of documents} (documents as token tuples)."""
+    out = {"train": set(), "val": set()}
+    for name in sorted(n for n in os.listdir(d) if n.endswith(".shard")):
+        tokens, offs = read_shard(os.path.join(d, name))
+        for i in range(len(offs) - 1):
+            out["val" if name.startswith("val") else "train"].add(tuple(tokens[offs[i]:offs[i + 1]]))
+    return out
+
+
+def summed_docs(summary):
+    docs = {}
+    for split in summary["documents"].values():
+        for k, n in split.items():
+            docs[k] = docs.get(k, 0) + n
+    return docs
+
+
+class PrepareBrokenNeighbours(unittest.TestCase):
+    """A broken file only ever removes itself. The names put each valid file in the
+    validation split and each broken one of its kind in the training split at
+    --val-fraction 0.5 (asserted below through the documents per split): the case where
+    the image and speech tokenizers, learning from training files only, found nothing
+    usable and dropped the valid held-out file as well."""
+
+    ARGS = ["--image-size", "16", "--patch", "4", "--codebook", "16", "--text-vocab", "300", "--vq-iters", "4",
+            "--val-fraction", "0.5"] + SPEECH
+
+    def setUp(self):
+        self.w = Workdir()
+
+    def tearDown(self):
+        self.w.tmp.cleanup()
+
+    def test_valid_files_survive_a_broken_one_of_their_kind(self):
+        src = self.w.p("in")
+        put_file(src, "talk.wav", wav_bytes(3.0, 16000, 1, 3))                     # held out
+        put_file(src, "talk.txt", "a transcribed talk about tones\n")
+        put_file(src, "broken.flac", b"fLaC\x00\x00\x00\x22" + b"\x5a" * 60)      # training
+        put_file(src, "dog.png", png_bytes(16, 16, render(16, 16, "disc", COLORS["red"], COLORS["blue"])))  # held out
+        put_file(src, "dog.txt", "a red disc on a blue background\n")
+        put_file(src, "corrupt.jpg", jpeg_bytes(16, 16, render(16, 16, "bar", COLORS["green"], COLORS["white"]))[:40])
+        put_file(src, "story.txt", "a held out story about a red disc and a tone\n")  # held out
+        put_file(src, "notes.txt", "caf\xe9 cr\xe8me\n".encode("latin-1"))           # training, not UTF-8
+        put_file(src, "diary.txt", "a training diary about blue backgrounds and tones\n")  # training
+        out = self.w.p("out")
+        r = run(["data", "prepare", "--in", src, "--out", out, "--quiet"] + self.ARGS)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(out, "summary.json")) as f:
+            s = json.load(f)
+        reasons = {e["path"]: e["reason"] for e in s["skipped"]}
+        self.assertEqual(sorted(reasons), ["broken.flac", "corrupt.jpg", "notes.txt"], reasons)
+        self.assertIn("cannot read audio", reasons["broken.flac"])
+        self.assertIn("JPEG", reasons["corrupt.jpg"])
+        self.assertIn("not UTF-8", reasons["notes.txt"])
+        self.assertEqual((s["files"]["speech"], s["files"]["image"], s["files"]["text"]), (1, 1, 2), s["files"])
+        self.assertEqual(s["documents"]["val"], {"asr": 1, "tts": 1, "gen": 1, "cap": 1, "text": 1})
+        self.assertEqual(s["documents"]["train"], {"text": 1})
+        self.assertEqual((s["speech"]["files"], s["speech"]["codebook_files"]), (1, 1))
+        self.assertEqual(s["image"]["vq_sample_images"], 1)
+        with open(os.path.join(out, "vocab.json")) as f:
+            self.assertEqual([m["name"] for m in json.load(f)["modalities"]], ["text", "image", "speech"])
+        last = r.stderr.strip().splitlines()[-1]
+        self.assertIn("3 skipped", last)
+        self.assertIn("broken.flac (cannot read audio", last)
+
+    def test_held_out_text_feeds_the_bpe_when_training_text_is_broken(self):
+        src = self.w.p("in")
+        put_file(src, "story.txt", "a held out story about a red disc and a tone\n")  # held out
+        put_file(src, "notes.txt", "caf\xe9 cr\xe8me\n".encode("latin-1"))           # training, not UTF-8
+        out = self.w.p("out")
+        r = run(["data", "prepare", "--in", src, "--out", out, "--quiet"] + self.ARGS)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(out, "summary.json")) as f:
+            s = json.load(f)
+        self.assertEqual([e["path"] for e in s["skipped"]], ["notes.txt"])
+        self.assertEqual(s["documents"], {"val": {"text": 1}})
+        # The BPE learned from the valid file, not from nothing.
+        self.assertEqual(s["tokenizers"]["text_sample_bytes"], len("a held out story about a red disc and a tone"))
+
+    def test_only_broken_audio_is_reported_as_such(self):
+        src = self.w.p("in")
+        put_file(src, "a.txt", "some text to keep\n")
+        put_file(src, "bad.wav", b"RIFF\xff\x00\x00\x00WAVEfmt \x10\x00\x00\x00" + b"\x07" * 40)
+        out = self.w.p("out")
+        r = run(["data", "prepare", "--in", src, "--out", out] + self.ARGS)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(out, "summary.json")) as f:
+            s = json.load(f)
+        self.assertEqual([e["path"] for e in s["skipped"]], ["bad.wav"])
+        self.assertIn("cannot read audio", s["skipped"][0]["reason"])
+        self.assertIn("no usable speech file", r.stderr)
+        self.assertIn("bad.wav", r.stderr)
+        with open(os.path.join(out, "vocab.json")) as f:
+            self.assertEqual([m["name"] for m in json.load(f)["modalities"]], ["text"])
+
+
+class PrepareStableSplit(unittest.TestCase):
+    """Adding files never moves a file between train and validation: each file's split
+    depends on its own path (and --seed) only. The second run reuses the first one's
+    tokenizers, so a file's documents are the same tokens in both runs."""
+
+    ARGS = ["--image-size", "16", "--patch", "4", "--codebook", "16", "--text-vocab", "300", "--vq-iters", "2",
+            "--quiet"]
+
+    @staticmethod
+    def add_files(root, first, count):
+        for i in range(first, first + count):
+            name = sorted(COLORS)[i % 6]
+            if i % 2:
+                put_file(root, "img/im%03d.png" % i,
+                         png_bytes(16, 16, render(16, 16, SHAPES[i % 3], COLORS[name], COLORS["black"])))
+                put_file(root, "img/im%03d.txt" % i, "picture %d of a %s %s\n" % (i, name, SHAPES[i % 3]))
+            else:
+                put_file(root, "txt/t%03d.txt" % i, "note %d about the %s things\n" % (i, name))
+
+    def test_adding_files_keeps_every_split(self):
+        # The default 2% (which used to be topped up to min(8, n/5) files: adding files
+        # moved some), and a share that holds out 3 of the first 10 files.
+        for fraction in (None, "0.45"):
+            with self.subTest(val_fraction=fraction):
+                w = Workdir()
+                try:
+                    split = [] if fraction is None else ["--val-fraction", fraction]
+                    src, first, second = w.p("in"), w.p("first"), w.p("second")
+                    self.add_files(src, 0, 10)
+                    r = run(["data", "prepare", "--in", src, "--out", first] + self.ARGS + split)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    before = shard_docs(first)
+                    self.add_files(src, 10, 40)
+                    r = run(["data", "prepare", "--in", src, "--out", second, "--tokenizers", first] + self.ARGS + split)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    after = shard_docs(second)
+                    with open(os.path.join(first, "summary.json")) as f:
+                        self.assertEqual(sum(summed_docs(json.load(f)).values()), 5 * 2 + 5)
+                    for split_name in ("train", "val"):
+                        other = "val" if split_name == "train" else "train"
+                        moved = before[split_name] & after[other]
+                        self.assertEqual(len(moved), 0, "documents moved from %s to %s" % (split_name, other))
+                        self.assertLessEqual(before[split_name], after[split_name])
+                    if fraction is not None:
+                        self.assertTrue(before["val"] and before["train"], "both splits should hold files at 0.45")
+                finally:
+                    w.tmp.cleanup()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ void register_data_prepare(CLI::App& data, Action& action) {
   p->add_option("--tokenizers", o->tokenizers,
                 "reuse the tokenizers (vocab.json, text.model, vq.safetensors, speech.safetensors) of this data directory");
   p->add_option("--seed", o->seed, "seed of the validation split and tokenizer samples")->capture_default_str();
-  p->add_option("--val-fraction", o->val_fraction, "share of files held out for validation (0 to 0.5)")->capture_default_str();
+  p->add_option("--val-fraction", o->val_fraction, "share of files held out for validation, each by a seeded hash of its path (0 to 0.5)")->capture_default_str();
   p->add_option("--image-size", o->image_size, "images are centre-cropped and resized to this square side")->capture_default_str();
   p->add_option("--patch", o->patch, "VQ patch side in pixels")->capture_default_str();
   p->add_option("--codebook", o->codebook, "VQ codebook size (image vocabulary)")->capture_default_str();

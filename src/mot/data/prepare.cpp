@@ -199,16 +199,24 @@ class Preparer {
         it.bad = cat("--tokenizers ", o_.tokenizers, " has no ", kinds_[it.kind]->name(), " tokenizer");
   }
 
-  // Training items in seeded-hash order: a sample that does not depend on folder names.
-  std::vector<size_t> sample_order(int kind) const {
+  // Always printed (--quiet too): something the user should know about the output.
+  static void warn(const std::string& msg) { std::fprintf(stderr, "prepare: %s\n", msg.c_str()); }
+
+  // The usable items of a kind in one split, in seeded-hash order: a sample that does
+  // not depend on folder names.
+  std::vector<size_t> by_hash(int kind, bool val) const {
     std::vector<size_t> order;
     for (size_t i = 0; i < scan_.items.size(); ++i)
-      if (scan_.items[i].kind == kind && !scan_.items[i].val && scan_.items[i].bad.empty()) order.push_back(i);
-    if (order.empty())  // a tiny input with every file of this kind held out: learn from those
-      for (size_t i = 0; i < scan_.items.size(); ++i)
-        if (scan_.items[i].kind == kind && scan_.items[i].bad.empty()) order.push_back(i);
+      if (scan_.items[i].kind == kind && scan_.items[i].val == val && scan_.items[i].bad.empty()) order.push_back(i);
     std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scan_.items[a].hash < scan_.items[b].hash; });
     return order;
+  }
+
+  // Training items of a kind in hash order; a tiny input with every file of this kind
+  // held out learns from those.
+  std::vector<size_t> sample_order(int kind) const {
+    std::vector<size_t> order = by_hash(kind, false);
+    return order.empty() ? by_hash(kind, true) : order;
   }
 
   // Pass 1: every text file is checked (UTF-8, cut into documents) in path order; the
@@ -254,6 +262,27 @@ class Preparer {
     }
     if (progress) progress->finish();
     if (!sampling) return;
+    // Every sampled text file broken (or only held-out ones usable): the sample comes
+    // from the usable ones instead, training files first, so a broken file never
+    // leaves the BPE without the text of valid ones.
+    if (text_taken_ == 0 && text_budget_ > 0) {
+      std::vector<size_t> order = by_hash(-1, false), heldout = by_hash(-1, true);
+      order.insert(order.end(), heldout.begin(), heldout.end());
+      for (size_t i : order) {
+        if (text_taken_ >= text_budget_) break;
+        if (in_sample[i]) continue;  // read already: it gave no sentence
+        uint64_t taken = 0;
+        std::vector<TextRange> ranges;
+        scan_text_file(scan_.path(scan_.items[i].rel), ranges, [&](std::string_view piece) {
+          for_each_sentence(piece, kMaxSentence, [&](std::string_view s) {
+            if (taken >= per_file || text_taken_ >= text_budget_) return;
+            sentences_.emplace_back(s);
+            taken += s.size();
+            text_taken_ += s.size();
+          });
+        });
+      }
+    }
     for (size_t k = 0; k < kinds_.size(); ++k) {
       if (!kinds_[k]->pending().empty()) continue;
       for (size_t i : sample_order(static_cast<int>(k))) {
@@ -286,25 +315,54 @@ class Preparer {
     std::vector<bool> in_use(kinds_.size(), false);
     for (size_t k = 0; k < kinds_.size(); ++k) {
       if (!kinds_[k]->pending().empty()) continue;
-      const std::vector<size_t> order = sample_order(static_cast<int>(k));
-      if (order.empty()) continue;
-      std::vector<std::string> paths;
-      for (size_t i : order) paths.push_back(scan_.path(scan_.items[i].rel));
-      say(cat("learning the ", kinds_[k]->name(), " tokenizer from a sample of ", order.size(), " files"));
-      for (const auto& [pos, why] : kinds_[k]->train(paths, o_.quiet)) scan_.items[order[pos]].bad = why;
-      // Every sampled file broken: no tokenizer, so no modality for this kind; files it
-      // did not sample (held out for validation) cannot be encoded either.
+      const int kind = static_cast<int>(k);
+      const std::string& name = kinds_[k]->name();
+      const size_t files = std::count_if(scan_.items.begin(), scan_.items.end(), [&](const Item& it) { return it.kind == kind; });
+      std::vector<size_t> order = by_hash(kind, false);
+      const std::vector<size_t> heldout = by_hash(kind, true);
+      const bool only_heldout = order.empty();
+      if (only_heldout) order = heldout;  // a tiny input with every file of this kind held out
+      if (!order.empty()) {
+        say(cat("learning the ", name, " tokenizer from a sample of up to ", order.size(), " files"));
+        learn(k, order);
+        // Every training file of the kind broken: learn from the held-out ones, so a
+        // broken file only ever removes itself, never a valid one in the other split.
+        if (kinds_[k]->vocab_size() == 0 && !only_heldout && !heldout.empty()) {
+          say(cat("no training ", name, " file is usable: learning the ", name, " tokenizer from the ",
+                  heldout.size(), " held-out ones"));
+          learn(k, heldout);
+        }
+      }
       in_use[k] = kinds_[k]->vocab_size() > 0;
-      if (!in_use[k])
-        for (Item& it : scan_.items)
-          if (it.kind == static_cast<int>(k) && it.bad.empty())
-            it.bad = cat("no usable ", kinds_[k]->name(), " file to learn the tokenizer from");
+      if (in_use[k] || files == 0) continue;
+      // No usable file of this kind at all: no tokenizer, so no modality for it. Each
+      // file is skipped with its own reason (train() reads on until it has a sample,
+      // so none is left unread; one would be skipped with this reason).
+      for (Item& it : scan_.items)
+        if (it.kind == kind && it.bad.empty()) it.bad = cat("no usable ", name, " file to learn the tokenizer from");
+      if (usable_items() == 0) continue;  // nothing at all: the error says it
+      const auto first = std::find_if(scan_.items.begin(), scan_.items.end(), [&](const Item& it) { return it.kind == kind; });
+      warn(cat("no usable ", name, " file: all ", files, " skipped, so the output has no ", name,
+               " modality (e.g. ", first->rel, ": ", first->bad, "; all in summary.json)"));
     }
     build_vocab(kinds_, in_use, tk_);
   }
 
+  // Trains kind k's tokenizer on the items `order`; the files it could not use are
+  // skipped with their own reasons.
+  void learn(size_t k, const std::vector<size_t>& order) {
+    std::vector<std::string> paths;
+    for (size_t i : order) paths.push_back(scan_.path(scan_.items[i].rel));
+    for (const auto& [pos, why] : kinds_[k]->train(paths, o_.quiet)) scan_.items[order.at(pos)].bad = why;
+  }
+
   // Each kind in use learns which of its files are held out (path order).
   void tell_heldout() {
+    if (o_.val_fraction > 0 && std::none_of(scan_.items.begin(), scan_.items.end(),
+                                            [](const Item& it) { return it.val && it.bad.empty(); }))
+      warn(cat("no usable file falls in the validation split (--val-fraction ", o_.val_fraction, " of ",
+               usable_items(), " files, by path hash), so mot train will not validate; a larger --val-fraction "
+               "or more files hold some out"));
     for (size_t k = 0; k < kinds_.size(); ++k) {
       if (tk_.begin[k] < 0) continue;
       std::vector<std::string> paths;

@@ -21,7 +21,9 @@
 //                          file cut at --speech-max-seconds: prepare_speech.hpp)
 // It streams: pass 1 checks the text and samples it (and images) for the tokenizers,
 // pass 2 encodes file by file into shards of bounded size. Broken files are skipped
-// and listed, never fatal; an input with nothing usable is an error.
+// and listed, never fatal, and remove only themselves (a valid file is never dropped
+// for a broken one); an input with nothing usable is an error. A file is held out for
+// validation by a seeded hash of its path alone (prepare_scan.hpp: assign_validation).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -32,7 +34,7 @@ struct PrepareOptions {
   std::string in, out;
   std::string tokenizers;          // another data dir whose tokenizers to reuse ("" = train new ones)
   uint64_t seed = 1;               // validation split and tokenizer samples
-  double val_fraction = 0.02;      // share of files held out for validation
+  double val_fraction = 0.02;      // share of files held out for validation (by path hash)
   int image_size = 32;             // images are centre-cropped to a square and resized to this
   int patch = 4;                   // VQ patch side in pixels
   int codebook = 1024;             // VQ codebook size (image vocabulary)

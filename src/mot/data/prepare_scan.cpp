@@ -287,20 +287,7 @@ Scan scan_input(const std::string& in, const std::string& exclude,
 }
 
 void assign_validation(Scan& s, double fraction) {
-  const size_t n = s.items.size();
-  if (fraction <= 0 || n < 2) return;
-  size_t count = 0;
-  for (Item& it : s.items) {
-    it.val = static_cast<double>(it.hash >> 11) * 0x1.0p-53 < fraction;
-    count += it.val;
-  }
-  const size_t want = std::max<size_t>(1, std::min<size_t>(8, n / 5));
-  if (count >= want) return;
-  std::vector<Item*> order;
-  for (Item& it : s.items)
-    if (!it.val) order.push_back(&it);
-  std::sort(order.begin(), order.end(), [](const Item* a, const Item* b) { return a->hash < b->hash; });
-  for (size_t i = 0; count < want && i < order.size(); ++i, ++count) order[i]->val = true;
+  for (Item& it : s.items) it.val = held_out(it.hash, fraction);
 }
 
 std::string read_caption(const Scan& s, const CaptionRef& ref) {

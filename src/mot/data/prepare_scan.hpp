@@ -28,7 +28,7 @@ struct Item {
   std::string rel;     // path relative to --in, '/'-separated: names the file everywhere
   uint64_t bytes = 0;
   int kind = -1;       // -1: a text document; else index into the media kinds
-  uint64_t hash = 0;   // seeded hash of rel: the validation split and the sample order
+  uint64_t hash = 0;   // seeded hash of rel: the validation split (held_out) and the sample order
   bool val = false;
   std::vector<CaptionRef> captions;
   std::vector<TextRange> ranges;  // text documents in the file (set by pass 1)
@@ -55,10 +55,15 @@ struct Scan {
 Scan scan_input(const std::string& in, const std::string& exclude,
                 const std::vector<std::unique_ptr<MediaKind>>& kinds, uint64_t seed);
 
-// Marks items for validation: those whose seeded hash falls below `fraction`, topped
-// up (lowest hashes first) to min(8, n/5) items, and at least 1 of 2 or more, so small
-// inputs still validate; fraction 0 holds out nothing. Depends only on each file's
-// path and the seed, so adding files does not move others between splits.
+// Whether a file whose seeded path hash is `hash` is held out: hash / 2^64 < fraction.
+inline bool held_out(uint64_t hash, double fraction) {
+  return static_cast<double>(hash >> 11) * 0x1.0p-53 < fraction;
+}
+
+// Marks items for validation: exactly those held_out(hash, fraction). The hash is
+// splitmix64(FNV-1a(path relative to --in) ^ seed * golden ratio), so a file's split
+// depends on its own path and the seed only, never on other files (adding files moves
+// none between splits). A small input may hold out nothing; fraction 0 holds out nothing.
 void assign_validation(Scan& scan, double fraction);
 
 // The text of a caption (re-read from its file); mot::Error if it changed since the walk.
