@@ -83,6 +83,7 @@ void prepare_out_dir(const CorpusOptions& o) {
   std::error_code ec;
   if (fs::exists(o.out, ec)) {
     if (!fs::is_directory(o.out, ec)) fail(o.out, ": exists and is not a directory");
+    io::remove_stale_temporaries(o.out, false);  // what a killed earlier run left half-written
     if (!fs::is_empty(o.out, ec) && !o.force)
       fail(o.out, ": directory is not empty (pass --force to overwrite the corpus in it)");
   }

@@ -91,6 +91,7 @@ bool is_ours(const std::string& name, const std::vector<std::unique_ptr<MediaKin
 void check_out_dir(const PrepareOptions& o) {
   std::error_code ec;
   if (!fs::exists(o.out, ec)) return;
+  if (fs::is_directory(o.out, ec)) io::remove_stale_temporaries(o.out, false);  // left by a killed earlier run
   if (!fs::is_directory(o.out, ec)) fail(o.out, ": exists and is not a directory");
   if (!fs::is_empty(o.out, ec) && !o.force)
     fail(o.out, ": directory is not empty (pass --force to replace the prepared data in it)");
