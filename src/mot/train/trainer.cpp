@@ -128,10 +128,10 @@ int run_training(const TrainOptions& opt) {
   if (opt.resume && !fs::is_directory(opt.out_dir))
     fail(opt.out_dir, ": cannot resume: no such run directory");
   // One process per run directory, held until this function returns (or the kernel
-  // drops it when the process dies).
-  // A fresh run refused before it starts leaves nothing behind (see DirLock).
+  // drops it when the process dies). A fresh run refused before it starts leaves
+  // nothing behind (see DirLock).
   io::DirLock lock(opt.out_dir, opt.resume ? "mot train --resume" : "mot train",
-                         "wait for it to finish (or stop it with Ctrl-C: it saves a checkpoint), or choose another --out");
+                   "wait for it to finish (or stop it with Ctrl-C: it saves a checkpoint), or choose another --out");
   remove_stale_checkpoint_files(opt.out_dir);
   RunConfig rc;
   TrainState state;
