@@ -13,7 +13,6 @@
 
 #include "mot/core/checked.hpp"
 #include "mot/core/error.hpp"
-#include "mot/model/memory.hpp"
 
 namespace mot {
 
@@ -309,6 +308,26 @@ void ModelConfig::validate(const std::string& where) const {
     fail(where, ": a model of ", n_layers, " layers, dim ", dim, ", ffn_hidden ", ffn_hidden, ", vocab_size ",
          vocab_size, " has more parameters than a 64-bit integer counts; check n_layers, dim, ffn_hidden, "
          "vocab_size", has_moe() ? " and n_experts" : "");
+}
+
+Checked param_count(const ModelConfig& c) {
+  const Checked d = c.dim, F = c.ffn_hidden, V = c.vocab_size, E = c.n_experts, hd = c.head_dim();
+  const Checked A = c.n_copies(Component::Attention), N = c.n_copies(Component::Norm);
+  Checked ffn = 0;
+  for (int k = 0; k < c.n_copies(Component::Ffn); ++k)
+    ffn += c.ffn_is_moe(k) ? E * d + E * Checked(3) * F * d : Checked(3) * F * d;
+  const Checked attn = A * (Checked(4) * d * d + (c.qk_norm ? Checked(2) * hd : Checked(0)));
+  const Checked layer = attn + Checked(2) * N * d + ffn;
+  return Checked(2) * V * d + Checked(c.n_layers) * layer + N * d;
+}
+
+Checked tensor_count(const ModelConfig& c) {
+  const Checked A = c.n_copies(Component::Attention), N = c.n_copies(Component::Norm);
+  Checked ffn = 0;
+  for (int k = 0; k < c.n_copies(Component::Ffn); ++k)
+    ffn += c.ffn_is_moe(k) ? Checked(1) + Checked(3) * Checked(c.n_experts) : Checked(3);
+  const Checked layer = A * Checked(c.qk_norm ? 6 : 4) + Checked(2) * N + ffn;
+  return Checked(2) + Checked(c.n_layers) * layer + N;
 }
 
 json ModelConfig::to_json() const {

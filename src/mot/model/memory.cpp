@@ -62,7 +62,8 @@ std::string describe(const ModelConfig& c) {
   };
   part(n.weights + n.optimizer,
        training ? "parameters, gradients and AdamW moments" : "parameters");
-  part(n.activations, cat("activations of ", rows, " rows x ", len, " tokens"));
+  part(n.activations, cat("activations of ", rows, rows == 1 ? " row x " : " rows x ", len,
+                          len == 1 ? " position" : " positions"));
   part(n.batches, cat(accum, " micro-batches (grad_accum)"));
   part(n.other, "the tensor table, routing and token buffers");
   // Point at what dominates.
@@ -87,26 +88,6 @@ void check_sequence(const ModelConfig& c, int64_t rows, int64_t len) {
 }
 
 }  // namespace
-
-Checked param_count(const ModelConfig& c) {
-  const Checked d = c.dim, F = c.ffn_hidden, V = c.vocab_size, E = c.n_experts, hd = c.head_dim();
-  const Checked A = c.n_copies(Component::Attention), N = c.n_copies(Component::Norm);
-  Checked ffn = 0;
-  for (int k = 0; k < c.n_copies(Component::Ffn); ++k)
-    ffn += c.ffn_is_moe(k) ? E * d + E * Checked(3) * F * d : Checked(3) * F * d;
-  const Checked attn = A * (Checked(4) * d * d + (c.qk_norm ? Checked(2) * hd : Checked(0)));
-  const Checked layer = attn + Checked(2) * N * d + ffn;
-  return Checked(2) * V * d + Checked(c.n_layers) * layer + N * d;
-}
-
-Checked tensor_count(const ModelConfig& c) {
-  const Checked A = c.n_copies(Component::Attention), N = c.n_copies(Component::Norm);
-  Checked ffn = 0;
-  for (int k = 0; k < c.n_copies(Component::Ffn); ++k)
-    ffn += c.ffn_is_moe(k) ? Checked(1) + Checked(3) * Checked(c.n_experts) : Checked(3);
-  const Checked layer = A * Checked(c.qk_norm ? 6 : 4) + Checked(2) * N + ffn;
-  return Checked(2) + Checked(c.n_layers) * layer + N;
-}
 
 MemoryNeed model_memory(const ModelConfig& c, int64_t rows, int64_t len, bool training, cpu::Precision precision) {
   const Checked P = param_count(c);

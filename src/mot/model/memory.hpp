@@ -8,14 +8,9 @@
 
 #include "mot/backend/cpu/matmul.hpp"
 #include "mot/core/checked.hpp"
-#include "mot/model/config.hpp"
+#include "mot/model/config.hpp"  // param_count, tensor_count
 
 namespace mot {
-
-// Parameter (float) and tensor counts of build_param_table(c), in closed form.
-// !ok() when a count overflows 64-bit integers.
-Checked param_count(const ModelConfig& c);
-Checked tensor_count(const ModelConfig& c);
 
 struct MemoryNeed {
   int64_t params = 0;       // parameter count
