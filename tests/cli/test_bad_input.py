@@ -59,6 +59,34 @@ class BadInput(unittest.TestCase):
     def test_bad_flag_value(self):
         self.expect_error(["train", "--config", self.cfg, "--out", self.w.p("r"), "--steps", "-3"], "steps")
 
+    def test_integer_flags_say_what_they_want(self):
+        # CLI11's PositiveNumber quoted a 309-digit range and let 1e20 through.
+        for value in ("0", "-3", "abc", "1.5", "99999999999999999999"):
+            with self.subTest(steps=value):
+                line = self.expect_error(["train", "--config", self.cfg, "--out", self.w.p("r"), "--steps", value],
+                                         "--steps: must be a positive integer (got " + value + ")")
+                self.assertLess(len(line), 200, line)
+        m = self.w.p("m.safetensors")
+        cases = [(["train", "--config", self.cfg, "--out", self.w.p("r"), "--stop-at", "0"], "--stop-at", "positive"),
+                 (["eval", "--model", m, "--input", m, "--batch", "0"], "--batch", "positive"),
+                 (["eval", "--model", m, "--input", m, "--seq-len", "-1"], "--seq-len", "positive"),
+                 (["eval", "--model", m, "--input", m, "--max-rows", "-1"], "--max-rows", ">= 0"),
+                 (["eval", "--model", m, "--input", m, "--threads", "100000"], "--threads", "0 to 4096"),
+                 (["grad", "--model", m, "--input", m, "--out", m, "--threads", "-1"], "--threads", "0 to 4096"),
+                 (["bench", "--threads", "100000"], "--threads", "0 to 4096"),
+                 (["bench", "--dim", "0"], "--dim", "positive"),
+                 (["bench", "--modalities", "4"], "--modalities", "1 to 3"),
+                 (["data", "synth-tokens", "--config", self.cfg, "--out", self.w.p("d"), "--tokens", "0"], "--tokens",
+                  "positive"),
+                 (["compare", "--config", self.cfg, "--out", self.w.p("c"), "--seeds", "0"], "--seeds", "1 to 100"),
+                 (["demo", "--steps", "0"], "--steps", "positive"),
+                 (["info", "--config", self.cfg, "--seq-len", "0"], "--seq-len", "positive")]
+        for args, flag, what in cases:
+            with self.subTest(args=args):
+                line = self.expect_error(args, flag + ": must be")
+                self.assertIn(what, line)
+                self.assertLess(len(line), 200, line)
+
     # -- config ------------------------------------------------------------------
     def test_unknown_config_key(self):
         cfg = self.w.file("c.toml", TINY.replace("dim = 32", "dim = 32\nwidth = 3"))
@@ -78,6 +106,48 @@ class BadInput(unittest.TestCase):
     def test_bad_modality_ranges(self):
         cfg = self.w.file("c.toml", TINY.replace("begin = 32, end = 64", "begin = 30, end = 64"))
         self.expect_error(["init", "--config", cfg, "--out", self.w.p("m")], "image")
+
+    def test_bad_train_numbers(self):
+        # TOML spells inf and nan; none of them may reach the optimizer.
+        cases = {"lr": ["inf", "nan", "-1.0", "0.0"], "min_lr": ["inf", "nan", "-1e-3", "1.0"],
+                 "eps": ["inf", "nan", "0.0", "-1e-8"], "beta1": ["1.0", "-0.1", "nan", "inf"],
+                 "beta2": ["1.5", "nan"], "weight_decay": ["inf", "nan", "-0.1"], "grad_clip": ["inf", "nan", "-1.0"],
+                 "threads": ["100000", "-1"]}
+        for key, values in cases.items():
+            for v in values:
+                with self.subTest(key=key, value=v):
+                    self.expect_error(["init", "--config", self.cfg, "--out", self.w.p("m"), "--set", f"train.{key}={v}"],
+                                      f"train.{key}")
+        for key in ("norm_eps", "rope_theta"):
+            for v in ("inf", "nan", "-1.0"):
+                with self.subTest(key=key, value=v):
+                    self.expect_error(["init", "--config", self.cfg, "--out", self.w.p("m"), "--set", f"model.{key}={v}"],
+                                      f"model.{key}")
+        self.assertFalse(os.path.exists(self.w.p("m")))
+
+    def test_config_is_a_directory(self):
+        os.mkdir(self.w.p("run"))
+        line = self.expect_error(["train", "--config", self.w.p("run"), "--out", self.w.p("r")], "is a directory")
+        self.assertIn("not a TOML config file", line)
+        # A run directory holds config.toml: point at it.
+        open(self.w.p("run/config.toml"), "w").write(TINY)
+        self.expect_error(["init", "--config", self.w.p("run"), "--out", self.w.p("m")], "run/config.toml?")
+
+    def test_config_not_readable(self):
+        self.expect_error(["train", "--config", self.w.p("nope.toml"), "--out", self.w.p("r")], "no such config file")
+        if os.geteuid() != 0:  # root reads anything
+            p = self.w.file("locked.toml", TINY)
+            os.chmod(p, 0)
+            self.expect_error(["init", "--config", p, "--out", self.w.p("m")], "permission denied")
+
+    def test_config_not_toml(self):
+        m = self.model()
+        self.expect_error(["init", "--config", m, "--out", self.w.p("m2")], "binary file, not a TOML config")
+        self.expect_error(["init", "--config", self.w.file("e.toml", ""), "--out", self.w.p("m2")], "no configuration")
+        self.expect_error(["init", "--config", self.w.file("j.json", '{"model": {"dim": 3}}\n'), "--out",
+                           self.w.p("m2")], "invalid TOML")
+        self.expect_error(["init", "--config", self.w.file("t.toml", "[train]\nlr = 1e-3\n"), "--out",
+                           self.w.p("m2")], "missing [model] table")
 
     def test_invalid_toml(self):
         cfg = self.w.file("c.toml", "[model\narch=")
@@ -125,6 +195,34 @@ class BadInput(unittest.TestCase):
         self.write_st(p, {"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\0\0\0\0")
         self.expect_error(["eval", "--model", p, "--input", self.jsonl([[1, 2, 3]])], "config")
 
+    def test_duplicate_tensor_name(self):
+        m = self.model()
+        b = open(m, "rb").read()
+        n = struct.unpack("<Q", b[:8])[0]
+        header = b[8:8 + n].decode().rstrip()
+        name = '"output.weight":'
+        entry_start = header.index(name)
+        entry_end = header.index("}", entry_start) + 1
+        # The same name again, pointing at the embedding's bytes: nlohmann kept the last.
+        emb = json.loads(header)["tok_embeddings.weight"]
+        dup = name + json.dumps(emb)
+        header = header[:entry_end] + "," + dup + header[entry_end:]
+        h = header.encode()
+        h += b" " * (-len(h) % 8)
+        open(m, "wb").write(struct.pack("<Q", len(h)) + h + b[8 + n:])
+        self.expect_error(["eval", "--model", m, "--input", self.jsonl([[1, 2, 3]])], "output.weight' twice")
+
+    # -- eval sequence length --------------------------------------------------------
+    def test_eval_seq_len_above_max_seq_len(self):
+        cfg, data = self.w.tiny_data()
+        m = self.model()
+        line = self.expect_error(["eval", "--model", m, "--input", data, "--seq-len", "100"], "--seq-len 100")
+        self.assertIn("max_seq_len 64", line)
+        r = run(["eval", "--model", m, "--input", data, "--seq-len", "64", "--json"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = run(["eval", "--model", m, "--input", data, "--json"])  # the default 256 shrinks to 64
+        self.assertEqual(r.returncode, 0, r.stderr)
+
     # -- data ---------------------------------------------------------------------
     def test_token_outside_vocabulary(self):
         self.expect_error(["eval", "--model", self.model(), "--input", self.jsonl([[1, 2, 64]])], "vocabulary")
@@ -147,6 +245,36 @@ class BadInput(unittest.TestCase):
     def test_missing_data(self):
         self.expect_error(["train", "--config", self.cfg, "--data", self.w.p("nothing"), "--out", self.w.p("r")],
                           "nothing")
+
+    def test_data_is_a_shard_file(self):
+        cfg, data = self.w.tiny_data()
+        shard = os.path.join(data, "train-000.shard")
+        line = self.expect_error(["train", "--config", cfg, "--data", shard, "--out", self.w.p("r")],
+                                 "pass its directory " + data)
+        self.assertIn("shard directory or a .jsonl file", line)
+        self.expect_error(["eval", "--model", self.model(), "--input", shard], "pass its directory " + data)
+
+    def test_data_is_not_jsonl(self):
+        m = self.model()
+        self.expect_error(["eval", "--model", m, "--input", m], "binary file, not a .jsonl file")
+        txt = self.w.file("notes.txt", "hello\n")
+        self.expect_error(["train", "--config", self.cfg, "--data", txt, "--out", self.w.p("r")],
+                          "shard directory or a .jsonl file")
+        self.expect_error(["grad", "--model", m, "--input", txt, "--out", self.w.p("g")],
+                          "shard directory or a .jsonl file")
+
+    def test_eval_without_targets(self):
+        cfg, data = self.w.tiny_data()
+        m = self.model()
+        # 2000 val tokens cannot make a window of 4001 tokens (max_seq_len 64 caps it first,
+        # so shrink the shards' window via a model of longer max_seq_len).
+        big = self.w.file("big.toml", TINY.replace("max_seq_len = 64", "max_seq_len = 8192"))
+        mb = self.w.p("mb.safetensors")
+        self.assertEqual(run(["init", "--config", big, "--out", mb]).returncode, 0)
+        line = self.expect_error(["eval", "--model", mb, "--input", data, "--seq-len", "8000"], "no targets to evaluate in")
+        self.assertNotIn("train", line)
+        one = self.jsonl([[5], [1, 2, 3]])
+        self.expect_error(["eval", "--model", m, "--input", one, "--max-rows", "1"], "no targets to evaluate in")
 
     def test_truncated_and_corrupt_shard(self):
         cfg, data = self.w.tiny_data()

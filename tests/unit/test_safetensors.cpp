@@ -238,6 +238,40 @@ TEST(SafetensorsParse, CorruptHeadersAreErrors) {
   }
 }
 
+// nlohmann keeps the last of duplicate keys; a name given twice must not silently pick
+// one of its entries.
+TEST(SafetensorsParse, DuplicateKeysAreErrors) {
+  const Bytes d8(8, 0);
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"t":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+       "tensor 't' twice"},
+      // Same name, one escaped: still the same tensor.
+      {R"({"ab":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a\u0062":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+       "tensor 'ab' twice"},
+      // Identical entries are still ambiguous about the file's intent.
+      {R"({"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+       "tensor 't' twice"},
+      {R"({"__metadata__":{"a":"1"},"__metadata__":{"a":"2"}})", "key '__metadata__'"},
+      {R"({"__metadata__":{"format":"mot","format":"x"}})", "key 'format'"},
+      {R"({"t":{"dtype":"F32","dtype":"I64","shape":[1],"data_offsets":[0,4]}})", "key 'dtype'"},
+      {R"({"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":{"k":1,"k":2}}})", "key 'k'"},
+  };
+  for (const auto& [header, needle] : cases) {
+    try {
+      parse(image(header, d8));
+      ADD_FAILURE() << header << ": parsed";
+    } catch (const mot::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << header << ": " << e.what();
+    }
+  }
+  // The same key in different objects is fine.
+  auto f = parse(image(R"({"__metadata__":{"dtype":"x"},"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                       R"("u":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                       d8));
+  EXPECT_EQ(f.tensors().size(), 2u);
+  EXPECT_EQ(f.metadata().at("dtype"), "x");
+}
+
 TEST(SafetensorsParse, ValidOddities) {
   // Trailing space padding, empty tensors anywhere, zero-byte data section, unknown keys.
   Bytes b = image(R"({"e":{"dtype":"F32","shape":[3,0],"data_offsets":[4,4]},)"

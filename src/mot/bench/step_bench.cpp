@@ -13,6 +13,7 @@
 #include "mot/core/error.hpp"
 #include "mot/core/profile.hpp"
 #include "mot/core/rng.hpp"
+#include "mot/model/memory.hpp"
 #include "mot/model/model.hpp"
 #include "mot/train/optimizer.hpp"
 
@@ -67,6 +68,7 @@ nlohmann::json run_step_bench(const BenchOptions& o) {
                          {"--ffn-hidden", o.ffn_hidden}, {"--seq", o.seq}, {"--batch", o.batch}, {"--steps", o.steps}})
     if (v <= 0) fail(name, " must be positive (got ", v, ")");
   if (o.warmup < 0) fail("--warmup must be >= 0");
+  if (o.threads < 0 || o.threads > 4096) fail("--threads must be in [0, 4096] (got ", o.threads, ")");
   set_threads(o.threads);
 
   ModelConfig c;
@@ -84,6 +86,8 @@ nlohmann::json run_step_bench(const BenchOptions& o) {
     c.modalities.push_back({names[m], m * per, m + 1 == o.modalities ? o.vocab : (m + 1) * per});
   if (o.arch == "mot") c.untie[0] = c.untie[1] = c.untie[2] = true;
   c.validate("bench");
+  // Before the token batch below: refuse an absurd size while nothing is allocated.
+  ensure_model_fits(c, o.batch, o.seq + 1, true, cpu::parse_precision(o.dtype, "--dtype"));
 
   // Tokens: spans per the layout, ids uniform inside each modality's range.
   std::vector<std::pair<int, int64_t>> layout;

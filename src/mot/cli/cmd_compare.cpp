@@ -20,10 +20,10 @@ void register_compare(CLI::App& app, Action& action) {
       ->required()
       ->delimiter(',');
   sub->add_option("--out", o->out, "comparison directory: compare.json, runs, report.md and the plots")->required();
-  sub->add_option("--steps", o->steps, "training steps per run (default: the config's)")->check(CLI::PositiveNumber);
-  sub->add_option("--seeds", o->seeds, "runs per variant, seeds 1..K")->check(CLI::Range(1, 100));
+  sub->add_option("--steps", o->steps, "training steps per run (default: the config's)")->check(positive_int());
+  sub->add_option("--seeds", o->seeds, "runs per variant, seeds 1..K")->check(int_range(1, 100));
   sub->add_option("--parallel", o->parallel, "runs trained at once (the cores are split between them)")
-      ->check(CLI::Range(1, 64));
+      ->check(int_range(1, 64));
   sub->add_option("--set", o->overrides, "override a base config key: table.key=value (e.g. train.eval_every=50)");
   sub->add_flag("--fresh", o->fresh, "discard an earlier comparison in --out instead of resuming it");
   sub->footer(compare::variant_help() +

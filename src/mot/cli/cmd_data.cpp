@@ -57,11 +57,11 @@ void register_data(CLI::App& app, Action& action) {
   auto sh = std::make_shared<ShowOpts2>();
   auto* showdoc = data->add_subcommand("show", "Print a document of a synth corpus and write its image as PNG");
   showdoc->add_option("dir", sh->dir, "data directory made by `mot data synth`")->required();
-  showdoc->add_option("--doc", sh->doc, "document index")->check(CLI::NonNegativeNumber);
+  showdoc->add_option("--doc", sh->doc, "document index")->check(non_negative_int());
   showdoc->add_option("--split", sh->split, "shard name without .shard: train-000, val-gen, val-cap, val-qa (val-asr, val-tts, val-speech)");
   showdoc->add_option("--wav", sh->wav, "directory to write each speech span to as a 16 kHz WAV (units decoded with speech.safetensors)");
   showdoc->add_option("--out", sh->out, "PNG file for the document's image (several images: F-1.png, ...)");
-  showdoc->add_option("--scale", sh->scale, "enlarge the PNG by this factor (nearest neighbour)")->check(CLI::Range(1, 32));
+  showdoc->add_option("--scale", sh->scale, "enlarge the PNG by this factor (nearest neighbour)")->check(int_range(1, 32));
   showdoc->callback([sh, &action] {
     action = [sh] {
       std::string name = sh->split == "train" ? "train-000" : sh->split;
@@ -110,8 +110,8 @@ void register_data(CLI::App& app, Action& action) {
   auto* synth = data->add_subcommand("synth-tokens", "Generate learnable token shards for a config's modalities");
   synth->add_option("--config", so->config, "config TOML (its [model] modalities)")->required();
   synth->add_option("--out", so->out, "output directory")->required();
-  synth->add_option("--tokens", so->tokens, "training tokens")->check(CLI::PositiveNumber);
-  synth->add_option("--val-tokens", so->val_tokens, "validation tokens")->check(CLI::PositiveNumber);
+  synth->add_option("--tokens", so->tokens, "training tokens")->check(positive_int());
+  synth->add_option("--val-tokens", so->val_tokens, "validation tokens")->check(positive_int());
   synth->add_option("--seed", so->seed, "seed");
   synth->callback([so, &action] {
     action = [so] {

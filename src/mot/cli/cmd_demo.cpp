@@ -50,11 +50,11 @@ void register_demo(CLI::App& app, Action& action) {
   sub->add_option("--config", o->config, "model config (arch is set to dense and mot)");
   sub->add_option("--data", o->data, "corpus directory (generated if missing)");
   sub->add_option("--out", o->out, "where runs, report.md and the plots go");
-  sub->add_option("--seeds", o->seeds, "seeds per variant")->check(CLI::Range(1, 100));
-  sub->add_option("--steps", o->steps, "training steps per run (default: the config's)")->check(CLI::PositiveNumber);
+  sub->add_option("--seeds", o->seeds, "seeds per variant")->check(int_range(1, 100));
+  sub->add_option("--steps", o->steps, "training steps per run (default: the config's)")->check(positive_int());
   sub->add_option("--parallel", o->parallel, "runs trained at once (threads are split between them)")
-      ->check(CLI::Range(1, 64));
-  sub->add_option("--scenes", o->scenes, "training scenes when generating the corpus")->check(CLI::PositiveNumber);
+      ->check(int_range(1, 64));
+  sub->add_option("--scenes", o->scenes, "training scenes when generating the corpus")->check(positive_int());
   sub->add_flag("--fresh", o->fresh, "discard earlier runs in --out instead of reusing finished ones");
   sub->add_flag("--speech", o->speech,
                 "text + image + speech: the corpus adds captions spoken with espeak-ng (defaults become "

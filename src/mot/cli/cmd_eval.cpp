@@ -13,11 +13,12 @@ namespace mot::cli {
 // Opens what `eval` reads: a .jsonl file, or a shard directory (its val shards if it
 // has any, else its training shards), as consecutive windows.
 std::unique_ptr<data::RowSource> open_eval_source(const std::string& path, const ModelConfig& c, int64_t seq_len) {
+  using data::Use;
   if (std::filesystem::is_directory(path)) {
-    auto src = data::open_source(path, c, seq_len, "val", false, 0);
-    return src ? std::move(src) : data::open_source(path, c, seq_len, "train", false, 0);
+    auto src = data::open_source(path, c, seq_len, "val", false, 0, Use::Evaluate);
+    return src ? std::move(src) : data::open_source(path, c, seq_len, "train", false, 0, Use::Evaluate);
   }
-  return data::open_source(path, c, seq_len, "train", false, 0);
+  return data::open_source(path, c, seq_len, "train", false, 0, Use::Evaluate);
 }
 
 void register_eval(CLI::App& app, Action& action) {
@@ -27,20 +28,34 @@ void register_eval(CLI::App& app, Action& action) {
   sub->add_option("--model", o->model, "model .safetensors")->required();
   sub->add_option("--input", o->input, "data: a .jsonl file or a shard directory")->required();
   sub->add_flag("--json", o->json, "print one JSON object");
-  sub->add_option("--batch", o->batch, "rows per forward pass")->check(CLI::PositiveNumber);
-  sub->add_option("--seq-len", o->seq_len, "positions per row for shard data")->check(CLI::PositiveNumber);
-  sub->add_option("--max-rows", o->max_rows, "evaluate at most this many rows (0: all)")->check(CLI::NonNegativeNumber);
-  sub->add_option("--threads", o->threads, "threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--batch", o->batch, "rows per forward pass")->check(positive_int());
+  auto* seq_opt = sub->add_option("--seq-len", o->seq_len,
+                                  "positions per row for shard data (default: 256, or the model's max_seq_len if smaller)")
+                      ->check(positive_int());
+  sub->add_option("--max-rows", o->max_rows, "evaluate at most this many rows (0: all)")->check(non_negative_int());
+  sub->add_option("--threads", o->threads, "threads (0: all cores)")->check(int_range(0, 4096));
   sub->add_option("--dtype", o->dtype, "GEMM compute precision")->check(CLI::IsMember({"fp32", "bf16"}));
-  sub->callback([o, &action] {
-    action = [o] {
+  sub->callback([o, seq_opt, &action] {
+    const bool seq_given = seq_opt->count() > 0;
+    action = [o, seq_given] {
       set_threads(static_cast<int>(o->threads));
       const ModelConfig c = read_model_config(o->model);
+      // Only the default shrinks to fit the model; a length asked for is never cut.
+      if (seq_given && o->seq_len > c.max_seq_len)
+        fail("--seq-len ", o->seq_len, " exceeds the model's max_seq_len ", c.max_seq_len, " (", o->model,
+             "); use --seq-len ", c.max_seq_len, " or less");
       auto src = open_eval_source(o->input, c, std::min(o->seq_len, c.max_seq_len));
-      Model model(c, o->batch, src->row_len(), false, cpu::parse_precision(o->dtype, "--dtype"));
+      // A batch never needs more rows than will be evaluated (results do not depend on
+      // batching), so a large --batch on small data allocates only what it uses.
+      const int64_t rows = o->max_rows > 0 ? std::min(o->max_rows, src->n_rows()) : src->n_rows();
+      const int64_t batch = std::min(o->batch, rows);
+      Model model(c, batch, src->row_len(), false, cpu::parse_precision(o->dtype, "--dtype"));
       load_model_weights(o->model, model);
       TokenBatch scratch;
-      const LossSums s = evaluate(model, *src, o->batch, o->max_rows, scratch);
+      const LossSums s = evaluate(model, *src, batch, o->max_rows, scratch);
+      if (s.targets == 0)
+        fail("no targets to evaluate in ", o->input, o->max_rows > 0 ? cat(" (its first ", rows, " rows)") : "",
+             ": every row evaluated has fewer than 2 tokens");
       const auto j = loss_json(c, s);
       if (o->json) {
         std::printf("%s\n", j.dump().c_str());

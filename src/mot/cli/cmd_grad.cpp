@@ -17,7 +17,7 @@ void register_grad(CLI::App& app, Action& action) {
   sub->add_option("--model", o->model, "model .safetensors")->required();
   sub->add_option("--input", o->input, ".jsonl rows, all in one batch")->required();
   sub->add_option("--out", o->out, "gradient .safetensors (same names as the model)")->required();
-  sub->add_option("--threads", o->threads, "threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  sub->add_option("--threads", o->threads, "threads (0: all cores)")->check(int_range(0, 4096));
   sub->add_option("--dtype", o->dtype, "GEMM compute precision")->check(CLI::IsMember({"fp32", "bf16"}));
   sub->callback([o, &action] {
     action = [o] {

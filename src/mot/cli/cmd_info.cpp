@@ -26,7 +26,8 @@ void register_info(CLI::App& app, Action& action) {
   auto* m = sub->add_option("--model", o->model, "model .safetensors");
   c->excludes(m);
   sub->add_option("--set", o->set, "override a config key: table.key=value")->needs(c);
-  sub->add_option("--seq-len", o->seq_len, "sequence length for the attention term (default: train.seq_len or max_seq_len)");
+  sub->add_option("--seq-len", o->seq_len, "sequence length for the attention term (default: train.seq_len or max_seq_len)")
+      ->check(positive_int());
   sub->add_flag("--json", o->json, "print one JSON object");
   sub->callback([o, &action] {
     action = [o] {

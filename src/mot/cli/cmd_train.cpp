@@ -8,12 +8,12 @@ void register_train(CLI::App& app, Action& action) {
   auto* sub = app.add_subcommand("train", "Train a model; writes RUN/metrics.jsonl, RUN/model.safetensors, state");
   sub->add_option("--config", o->config_path, "run config (TOML: [model], [train], [data])");
   sub->add_option("--data", o->data, "data: a shard directory or a .jsonl file (overrides [data] path)");
-  sub->add_option("--steps", o->steps, "total optimizer steps (overrides train.steps)")->check(CLI::PositiveNumber);
+  sub->add_option("--steps", o->steps, "total optimizer steps (overrides train.steps)")->check(positive_int());
   sub->add_option("--out", o->out_dir, "run directory")->required();
   sub->add_flag("--resume", o->resume, "continue the run in --out where it stopped");
   sub->add_option("--set", o->overrides, "override a config key: table.key=value (repeatable)");
   sub->add_option("--init", o->init_path, "start from the weights of this model file");
-  sub->add_option("--stop-at", o->stop_at, "save and stop after this step (resume later)")->check(CLI::PositiveNumber);
+  sub->add_option("--stop-at", o->stop_at, "save and stop after this step (resume later)")->check(positive_int());
   sub->callback([o, &action] { action = [o] { return run_training(*o); }; });
 }
 

@@ -14,19 +14,47 @@ namespace mot::data {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+constexpr const char* kDataForms = "data is a token-shard directory or a .jsonl file of {\"tokens\": [ids...]} rows";
+
+// A path given as data that is not a .jsonl file: say what it is and what to pass.
+[[noreturn]] void not_jsonl(const std::string& path, const std::string& what) {
+  const fs::path p(path);
+  if (p.extension() == ".shard" || what == "a token shard") {
+    const std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
+    fail(path, ": is a single token shard; ", kDataForms, ": pass its directory ", dir);
+  }
+  fail(path, ": ", what, ", not a .jsonl file (", kDataForms, ")");  // what: "is a binary file"
+}
+
+}  // namespace
+
 std::vector<std::vector<int32_t>> read_jsonl_rows(const std::string& path, int64_t vocab_size) {
-  std::ifstream f(path);
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail(path, ": is a directory, not a .jsonl file (", kDataForms, ")");
+  std::ifstream f(path, std::ios::binary);
   if (!f) fail(path, ": cannot open data file");
+  {
+    char head[8] = {};
+    f.read(head, sizeof head);
+    if (f.gcount() == 8 && std::string(head, 7) == "MOTSHRD") not_jsonl(path, "a token shard");
+    f.clear();
+    f.seekg(0);
+  }
+  const bool jsonl_name = fs::path(path).extension() == ".jsonl";
   std::vector<std::vector<int32_t>> rows;
   std::string line;
   int64_t lineno = 0;
   while (std::getline(f, line)) {
     ++lineno;
+    if (line.find('\0') != std::string::npos) not_jsonl(path, "is a binary file");
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(line);
     } catch (const nlohmann::json::exception&) {
+      if (rows.empty() && !jsonl_name) fail(path, ":", lineno, ": not valid JSON, and the name does not end in .jsonl (", kDataForms, ")");
       fail(path, ":", lineno, ": not valid JSON");
     }
     if (!j.is_object() || !j.contains("tokens") || !j["tokens"].is_array())
@@ -81,7 +109,7 @@ class JsonlSource final : public RowSource {
 class ShardSource final : public RowSource {
  public:
   ShardSource(const std::vector<std::string>& files, const ModelConfig& c, int64_t seq_len, bool shuffle,
-              uint64_t seed)
+              uint64_t seed, Use use)
       : seq_(seq_len), shuffle_(shuffle), seed_(seed) {
     if (files.empty()) fail("no shard files");
     std::vector<ModalityRange> want;
@@ -97,8 +125,20 @@ class ShardSource final : public RowSource {
       first_.push_back(first_.back() + w);
     }
     n_ = first_.back();
-    if (n_ == 0)
-      fail(files.front(), ": the shards hold fewer than seq_len + 1 = ", seq_ + 1, " tokens; nothing to train on");
+    if (n_ == 0) {
+      size_t tokens = 0;
+      for (const Shard& s : shards_) tokens = std::max(tokens, s.n_tokens());
+      const std::string dir = fs::path(files.front()).parent_path().string();
+      const std::string why = cat("its ", files.size() == 1 ? "shard holds " : "longest shard holds ", tokens,
+                                  " tokens, fewer than seq_len + 1 = ", seq_ + 1);
+      if (use == Use::Default) use = shuffle ? Use::Train : Use::Read;
+      switch (use) {
+        case Use::Evaluate: fail("no targets to evaluate in ", dir, ": ", why, " (use a smaller --seq-len)");
+        case Use::Validate: fail("no validation window in ", dir, ": ", why, " (lower train.seq_len or remove those val shards)");
+        case Use::Train: fail("nothing to train on in ", dir, ": ", why, " (lower train.seq_len or add data)");
+        default: fail("no window of ", seq_ + 1, " tokens in ", dir, ": ", why, " (lower the sequence length)");
+      }
+    }
   }
   int64_t row_len() const override { return seq_ + 1; }
   int64_t n_rows() const override { return n_; }
@@ -143,8 +183,8 @@ std::unique_ptr<RowSource> jsonl_source(const std::string& path, const ModelConf
 }
 
 std::unique_ptr<RowSource> shard_source(const std::vector<std::string>& files, const ModelConfig& c,
-                                        int64_t seq_len, bool shuffle, uint64_t seed) {
-  return std::make_unique<ShardSource>(files, c, seq_len, shuffle, seed);
+                                        int64_t seq_len, bool shuffle, uint64_t seed, Use use) {
+  return std::make_unique<ShardSource>(files, c, seq_len, shuffle, seed, use);
 }
 
 DataDir list_data_dir(const std::string& dir) {
@@ -162,7 +202,7 @@ DataDir list_data_dir(const std::string& dir) {
 }
 
 std::unique_ptr<RowSource> open_source(const std::string& path, const ModelConfig& c, int64_t seq_len,
-                                       const std::string& split, bool shuffle, uint64_t seed) {
+                                       const std::string& split, bool shuffle, uint64_t seed, Use use) {
   if (path.empty()) fail("no data given (use --data, or set [data] path in the config)");
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
@@ -174,7 +214,7 @@ std::unique_ptr<RowSource> open_source(const std::string& path, const ModelConfi
       if (split == "val") return nullptr;
       fail(path, ": no training shards (only val*.shard files)");
     }
-    return shard_source(files, c, seq_len, shuffle, seed);
+    return shard_source(files, c, seq_len, shuffle, seed, use);
   }
   if (!fs::exists(path, ec)) fail(path, ": no such file or directory");
   if (split == "val") return nullptr;
@@ -201,7 +241,7 @@ std::vector<NamedSource> open_val_sets(const std::string& path, const ModelConfi
   DataDir d = list_data_dir(path);
   std::map<std::string, std::vector<std::string>> sets;
   for (const auto& f : d.val) sets[val_set_name(f)].push_back(f);
-  for (auto& [name, files] : sets) out.push_back({name, shard_source(files, c, seq_len, false, 0)});
+  for (auto& [name, files] : sets) out.push_back({name, shard_source(files, c, seq_len, false, 0, Use::Validate)});
   return out;
 }
 

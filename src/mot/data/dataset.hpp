@@ -14,7 +14,8 @@
 namespace mot::data {
 
 // Reads {"tokens": [ids...]} lines. Every id must be in [0, vocab_size) except -1
-// padding at the end of a row. Errors name file and line. Empty input is an error.
+// padding at the end of a row. Errors name file and line. Empty input is an error; so is
+// a file that is not JSONL at all (a token shard, a binary file), named as such.
 std::vector<std::vector<int32_t>> read_jsonl_rows(const std::string& path, int64_t vocab_size);
 
 // The rows a data source hands out, in a deterministic order given by a cursor
@@ -31,11 +32,15 @@ class RowSource {
 // JSONL rows, all padded with -1 to the longest row; row i of the file is index i.
 std::unique_ptr<RowSource> jsonl_source(const std::string& path, const ModelConfig& c);
 
+// What a source is opened for: only changes the error message when the data is too
+// short for one window. Default: Train when shuffled, else Read.
+enum class Use { Default, Train, Validate, Evaluate, Read };
+
 // Windows of seq_len + 1 tokens at stride seq_len over the shards of `files`
 // (consecutive windows share one token so every token is a target once). With
 // shuffle, each epoch visits the windows in a seeded random order.
 std::unique_ptr<RowSource> shard_source(const std::vector<std::string>& files, const ModelConfig& c,
-                                        int64_t seq_len, bool shuffle, uint64_t seed);
+                                        int64_t seq_len, bool shuffle, uint64_t seed, Use use = Use::Default);
 
 struct DataDir {
   std::vector<std::string> train, val;  // *.shard files: names starting "val" are validation
@@ -44,8 +49,10 @@ DataDir list_data_dir(const std::string& dir);
 
 // Opens D (a .jsonl file or a shard directory) for training or evaluation.
 // split = "train" or "val"; a directory without val shards gives nullptr for "val".
+// Any other file (a single .shard, a model, ...) is refused with a message saying
+// what D must be.
 std::unique_ptr<RowSource> open_source(const std::string& path, const ModelConfig& c, int64_t seq_len,
-                                       const std::string& split, bool shuffle, uint64_t seed);
+                                       const std::string& split, bool shuffle, uint64_t seed, Use use = Use::Default);
 
 // Validation sets of a data directory: val*.shard files grouped by name
 // ("val-img2cap.shard", "val-img2cap-001.shard" -> set "img2cap"; "val-000.shard" ->

@@ -134,11 +134,42 @@ SafetensorsFile SafetensorsFile::parse(std::span<const uint8_t> bytes, const std
   const uint8_t* hbegin = bytes.data() + 8;
   f.data_ = bytes.subspan(8 + header_len);
 
+  // nlohmann keeps the last of duplicate keys silently; a header naming a tensor twice
+  // is ambiguous (which entry is the tensor?), so every object's keys are tracked while
+  // parsing. One set per open object; the error is raised after the parser returns.
+  std::vector<std::set<std::string>> open_objects;
+  std::string duplicate;
+  size_t duplicate_depth = 0;
+  const json::parser_callback_t no_duplicates = [&](int, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+        open_objects.emplace_back();
+        break;
+      case json::parse_event_t::object_end:
+        if (!open_objects.empty()) open_objects.pop_back();
+        break;
+      case json::parse_event_t::key:
+        if (duplicate.empty() && !open_objects.empty() && parsed.is_string() &&
+            !open_objects.back().insert(parsed.get_ref<const std::string&>()).second) {
+          duplicate = parsed.get_ref<const std::string&>();
+          duplicate_depth = open_objects.size();
+        }
+        break;
+      default:
+        break;
+    }
+    return true;
+  };
   json header;
   try {
-    header = json::parse(hbegin, hbegin + header_len);
+    header = json::parse(hbegin, hbegin + header_len, no_duplicates);
   } catch (const json::exception& e) {
     bad("header is not valid JSON (", printable(e.what(), 300), ")");
+  }
+  if (!duplicate.empty()) {
+    if (duplicate_depth == 1 && duplicate != "__metadata__")
+      bad("header names tensor '", printable(duplicate), "' twice (a tensor name must be unique)");
+    bad("header repeats the key '", printable(duplicate), "' in one object (keys must be unique)");
   }
   if (!header.is_object()) bad("header is not a JSON object");
 

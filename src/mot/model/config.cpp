@@ -1,6 +1,9 @@
 #include "mot/model/config.hpp"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -8,6 +11,7 @@
 
 #include <toml++/toml.h>
 
+#include "mot/core/checked.hpp"
 #include "mot/core/error.hpp"
 
 namespace mot {
@@ -17,6 +21,8 @@ using json = nlohmann::json;
 namespace {
 
 const char* kComponentNames[kComponents] = {"attention", "ffn", "norm"};
+// More OpenMP threads than this is a typo, not a machine.
+constexpr int64_t kMaxThreads = 4096;
 
 // Strict typed access to a JSON object produced from TOML or checkpoint metadata.
 class Reader {
@@ -176,8 +182,12 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& where) {
   c.n_layers = r.integer("n_layers", 0);
   c.n_heads = r.integer("n_heads", 0);
   c.vocab_size = r.integer("vocab_size", 0);
-  const int64_t dflt_ffn = ((8 * c.dim + 2) / 3 + 255) / 256 * 256;  // ceil(8d/3) up to 256
-  c.ffn_hidden = r.integer("ffn_hidden", dflt_ffn);
+  // Default: ceil(8d/3) rounded up to a multiple of 256.
+  const Checked d8 = Checked(c.dim) * Checked(8) + Checked(2);
+  const Checked dflt = d8.ok() ? Checked(d8.value() / 3).round_up(256) : d8;
+  if (!r.has("ffn_hidden") && c.dim > 0 && !dflt.ok())
+    fail(where, ".dim: ", c.dim, " is too large (its default ffn_hidden, 8*dim/3, overflows 64-bit integers)");
+  c.ffn_hidden = r.integer("ffn_hidden", dflt.ok() ? dflt.value() : 0);
   c.max_seq_len = r.integer("max_seq_len", 4096);
   c.bos_id = r.integer("bos_id", -1);
   c.norm_position = r.string("norm_position", "pre");
@@ -240,11 +250,15 @@ void ModelConfig::validate(const std::string& where) const {
   if (ffn_hidden <= 0) fail(where, ".ffn_hidden: must be a positive integer (got ", ffn_hidden, ")");
   if (vocab_size <= 0 || vocab_size > (int64_t{1} << 31) - 1)
     fail(where, ".vocab_size: must be in [1, 2^31) (got ", vocab_size, ")");
-  if (max_seq_len <= 0) fail(where, ".max_seq_len: must be positive (got ", max_seq_len, ")");
+  // Token positions are 32-bit indices, and a row holds max_seq_len + 1 tokens.
+  if (max_seq_len <= 0 || max_seq_len >= INT32_MAX)
+    fail(where, ".max_seq_len: must be in [1, 2^31 - 1) (got ", max_seq_len, ")");
   if (norm_position != "pre" && norm_position != "post")
     fail(where, ".norm_position: '", norm_position, "' is not pre or post");
-  if (!(norm_eps > 0) || !std::isfinite(norm_eps)) fail(where, ".norm_eps: must be positive");
-  if (!(rope_theta > 0) || !std::isfinite(rope_theta)) fail(where, ".rope_theta: must be positive");
+  if (!(norm_eps > 0) || !std::isfinite(norm_eps))
+    fail(where, ".norm_eps: must be a positive finite number (got ", norm_eps, ")");
+  if (!(rope_theta > 0) || !std::isfinite(rope_theta))
+    fail(where, ".rope_theta: must be a positive finite number (got ", rope_theta, ")");
   if (arch == "dense" && (untie[0] || untie[1] || untie[2]))
     fail(where, ".untie: a dense model unties nothing (use arch = \"mot\" for untied weights)");
   if (doc_mask && (bos_id < 0 || bos_id >= vocab_size))
@@ -289,6 +303,31 @@ void ModelConfig::validate(const std::string& where) const {
         if (owner == m) fail(where, ".moe_modalities: '", m, "' lends its weights to '", who, "' (share)");
     }
   }
+  // Sizes every consumer (parameter table, info, memory planning) multiplies together.
+  if (!param_count(*this).ok() || !tensor_count(*this).ok())
+    fail(where, ": a model of ", n_layers, " layers, dim ", dim, ", ffn_hidden ", ffn_hidden, ", vocab_size ",
+         vocab_size, " has more parameters than a 64-bit integer counts; check n_layers, dim, ffn_hidden, "
+         "vocab_size", has_moe() ? " and n_experts" : "");
+}
+
+Checked param_count(const ModelConfig& c) {
+  const Checked d = c.dim, F = c.ffn_hidden, V = c.vocab_size, E = c.n_experts, hd = c.head_dim();
+  const Checked A = c.n_copies(Component::Attention), N = c.n_copies(Component::Norm);
+  Checked ffn = 0;
+  for (int k = 0; k < c.n_copies(Component::Ffn); ++k)
+    ffn += c.ffn_is_moe(k) ? E * d + E * Checked(3) * F * d : Checked(3) * F * d;
+  const Checked attn = A * (Checked(4) * d * d + (c.qk_norm ? Checked(2) * hd : Checked(0)));
+  const Checked layer = attn + Checked(2) * N * d + ffn;
+  return Checked(2) * V * d + Checked(c.n_layers) * layer + N * d;
+}
+
+Checked tensor_count(const ModelConfig& c) {
+  const Checked A = c.n_copies(Component::Attention), N = c.n_copies(Component::Norm);
+  Checked ffn = 0;
+  for (int k = 0; k < c.n_copies(Component::Ffn); ++k)
+    ffn += c.ffn_is_moe(k) ? Checked(1) + Checked(3) * Checked(c.n_experts) : Checked(3);
+  const Checked layer = A * Checked(c.qk_norm ? 6 : 4) + Checked(2) * N + ffn;
+  return Checked(2) + Checked(c.n_layers) * layer + N;
 }
 
 json ModelConfig::to_json() const {
@@ -351,14 +390,33 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   positive("steps", t.steps);
   positive("log_every", t.log_every);
   positive("eval_batches", t.eval_batches);
-  if (t.warmup_steps < 0) fail(where, ".warmup_steps: must be >= 0");
-  if (t.eval_every < 0 || t.save_every < 0) fail(where, ": eval_every and save_every must be >= 0 (0 = never)");
-  if (t.threads < 0) fail(where, ".threads: must be >= 0 (0 = all cores)");
+  if (t.warmup_steps < 0) fail(where, ".warmup_steps: must be >= 0 (got ", t.warmup_steps, ")");
+  if (t.eval_every < 0) fail(where, ".eval_every: must be >= 0 (0 = never; got ", t.eval_every, ")");
+  if (t.save_every < 0) fail(where, ".save_every: must be >= 0 (0 = never; got ", t.save_every, ")");
+  if (t.threads < 0 || t.threads > kMaxThreads)
+    fail(where, ".threads: must be in [0, ", kMaxThreads, "] (0 = all cores; got ", t.threads, ")");
   if (t.dtype != "fp32" && t.dtype != "bf16") fail(where, ".dtype: must be fp32 or bf16 (got '", t.dtype, "')");
-  if (!(t.lr > 0) || !(t.min_lr >= 0) || t.min_lr > t.lr) fail(where, ": need 0 <= min_lr <= lr and lr > 0");
-  if (!(t.beta1 >= 0 && t.beta1 < 1) || !(t.beta2 >= 0 && t.beta2 < 1)) fail(where, ": betas must be in [0, 1)");
-  if (!(t.eps > 0) || !(t.weight_decay >= 0) || !(t.grad_clip >= 0))
-    fail(where, ": eps must be > 0, weight_decay and grad_clip >= 0");
+  // Real numbers: TOML also spells inf and nan, which no comparison below lets through.
+  auto finite = [&](const char* k, double v, bool zero_ok, const char* note = "") {
+    if (!std::isfinite(v) || v < 0 || (v == 0 && !zero_ok))
+      fail(where, ".", k, ": must be a ", zero_ok ? "finite number >= 0" : "positive finite number", note, " (got ", v,
+           ")");
+  };
+  finite("lr", t.lr, false);
+  finite("min_lr", t.min_lr, true);
+  if (t.min_lr > t.lr) fail(where, ".min_lr: must not exceed lr (got min_lr ", t.min_lr, ", lr ", t.lr, ")");
+  for (auto [k, v] : {std::pair{"beta1", t.beta1}, {"beta2", t.beta2}})
+    if (!(v >= 0 && v < 1)) fail(where, ".", k, ": must be in [0, 1) (got ", v, ")");
+  finite("eps", t.eps, false);
+  finite("weight_decay", t.weight_decay, true);
+  finite("grad_clip", t.grad_clip, true, " (0 = no clipping)");
+  // Products the trainer and evaluation form; memory itself is checked when the model
+  // is built (model/memory.hpp).
+  if (!(Checked(t.batch_size) * Checked(t.grad_accum) * (Checked(t.seq_len) + Checked(1))).ok())
+    fail(where, ": batch_size x grad_accum x seq_len (", t.batch_size, " x ", t.grad_accum, " x ", t.seq_len,
+         ") overflows 64-bit integers");
+  if (!(Checked(t.eval_batches) * Checked(t.batch_size)).ok())
+    fail(where, ": eval_batches x batch_size (", t.eval_batches, " x ", t.batch_size, ") overflows 64-bit integers");
   return t;
 }
 
@@ -473,7 +531,11 @@ RunConfig run_config_from_toml_text(const std::string& text, const std::string& 
   for (auto it = j.begin(); it != j.end(); ++it)
     if (it.key() != "model" && it.key() != "train" && it.key() != "data")
       fail(origin, ": unknown table or key '", it.key(), "' (expected [model], [train], [data])");
-  if (!j.contains("model")) fail(origin, ": missing [model] table");
+  if (!j.contains("model")) {
+    if (j.empty() || (j.size() == 1 && j.contains("data")))  // --data alone adds [data]
+      fail(origin, ": holds no configuration (expected a [model] table; see configs/ for examples)");
+    fail(origin, ": missing [model] table (a config needs [model] with arch, dim, n_layers, ...)");
+  }
   RunConfig rc;
   rc.model = ModelConfig::from_json(j["model"], origin + ": model");
   rc.train = TrainConfig::from_json(j.value("train", json::object()), origin + ": train");
@@ -483,11 +545,27 @@ RunConfig run_config_from_toml_text(const std::string& text, const std::string& 
 
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides,
                           const std::string& data_path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const auto st = fs::status(path, ec);
+  if (st.type() == fs::file_type::not_found)
+    fail(path, ": no such config file (--config takes a TOML file, e.g. configs/tiny.toml)");
+  if (st.type() == fs::file_type::directory) {
+    const std::string inside = (fs::path(path) / "config.toml").string();
+    fail(path, ": is a directory, not a TOML config file",
+         fs::is_regular_file(inside, ec) ? cat(" (did you mean ", inside, "?)") : std::string(" (pass a .toml file)"));
+  }
+  errno = 0;
   std::ifstream f(path, std::ios::binary);
-  if (!f) fail(path, ": cannot open config file");
+  if (!f) fail(path, ": cannot open config file: ", errno ? std::strerror(errno) : "unreadable");
   std::stringstream ss;
   ss << f.rdbuf();
-  return run_config_from_toml_text(ss.str(), path, overrides, data_path);
+  if (f.bad()) fail(path, ": cannot read config file: ", errno ? std::strerror(errno) : "read error");
+  const std::string text = ss.str();
+  // A model, shard or image passed by mistake: say so rather than quote TOML syntax.
+  if (text.find('\0') != std::string::npos)
+    fail(path, ": is a binary file, not a TOML config file (--config takes a TOML file with a [model] table)");
+  return run_config_from_toml_text(text, path, overrides, data_path);
 }
 
 }  // namespace mot

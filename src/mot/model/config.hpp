@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "mot/core/checked.hpp"
+
 namespace mot {
 
 struct Modality {
@@ -87,6 +89,12 @@ struct RunConfig {
   nlohmann::json to_json() const;
   std::string to_toml() const;
 };
+
+// Parameter (float) and tensor counts of build_param_table(c) (params.hpp), in closed
+// form: no table is built. !ok() when a count overflows 64-bit integers; validate()
+// refuses such a config.
+Checked param_count(const ModelConfig& c);
+Checked tensor_count(const ModelConfig& c);
 
 // Reads a TOML config, applies `key=value` overrides ("model.dim=64",
 // "train.lr=1e-3"; the value is parsed as TOML, else taken as a string), validates.

@@ -9,6 +9,7 @@
 #include "mot/backend/cpu/kernels.hpp"
 #include "mot/core/error.hpp"
 #include "mot/core/profile.hpp"
+#include "mot/model/memory.hpp"
 
 namespace mot {
 
@@ -21,16 +22,21 @@ void LossSums::add(const LossSums& o) {
   }
 }
 
+namespace {
+// Runs before any member is built: the parameter table alone walks every layer.
+const ModelConfig& fitted(const ModelConfig& c, int64_t rows, int64_t len, bool training, cpu::Precision precision) {
+  ensure_model_fits(c, rows, len, training, precision);
+  return c;
+}
+}  // namespace
+
 Model::Model(const ModelConfig& cfg, int64_t max_rows, int64_t max_len, bool training, cpu::Precision precision)
-    : cfg_(cfg),
+    : cfg_(fitted(cfg, max_rows, max_len, training, precision)),
       table_(build_param_table(cfg)),
       training_(training),
       precision_(precision),
       max_rows_(max_rows),
       max_len_(max_len) {
-  if (max_len < 2) fail("sequence length must be at least 2 tokens (got ", max_len, ")");
-  if (max_len - 1 > cfg.max_seq_len)
-    fail("sequence of ", max_len - 1, " positions exceeds the model's max_seq_len ", cfg.max_seq_len);
   max_n_ = max_rows * (max_len - 1);
   // Loss chunk: enough rows to keep the output GEMM efficient, few enough that a
   // chunk of logits stays small (about 8 MiB).
