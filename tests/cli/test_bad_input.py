@@ -190,6 +190,12 @@ class BadInput(unittest.TestCase):
         open(m, "wb").write(bytes(b))
         self.expect_error(["eval", "--model", m, "--input", self.jsonl([[1, 2, 3]])], m)
 
+    def test_model_is_not_a_safetensors_file(self):
+        data = self.jsonl([[1, 2, 3]])
+        self.expect_error(["eval", "--model", self.cfg, "--input", data], "not a safetensors file")
+        self.expect_error(["info", "--model", data], "not a safetensors file")
+        self.expect_error(["eval", "--model", self.w.path, "--input", data], "is a directory")
+
     def test_not_a_mot_model(self):
         p = self.w.p("x.safetensors")
         self.write_st(p, {"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\0\0\0\0")
@@ -266,8 +272,7 @@ class BadInput(unittest.TestCase):
     def test_eval_without_targets(self):
         cfg, data = self.w.tiny_data()
         m = self.model()
-        # 2000 val tokens cannot make a window of 4001 tokens (max_seq_len 64 caps it first,
-        # so shrink the shards' window via a model of longer max_seq_len).
+        # The 2000 validation tokens make no window of 8001 (it said "nothing to train on").
         big = self.w.file("big.toml", TINY.replace("max_seq_len = 64", "max_seq_len = 8192"))
         mb = self.w.p("mb.safetensors")
         self.assertEqual(run(["init", "--config", big, "--out", mb]).returncode, 0)

@@ -18,8 +18,9 @@ from motcli import MOT, ROOT, TINY, Workdir, run  # noqa: E402
 # several GB before an "out of memory".
 FAST_S = 10
 SMALL_RSS_KIB = 1 << 20  # 1 GiB
-# Safety net while a refusal is missing: the child may not map more than this.
-AS_LIMIT = 8 << 30
+# Safety net while a refusal is missing: the child may not map more than this (thread
+# pools reserve address space per core, hence the per-core allowance).
+AS_LIMIT = max(8 << 30, (os.cpu_count() or 1) * (512 << 20))
 
 
 def run_limited(args):
@@ -74,7 +75,7 @@ class FailFast(unittest.TestCase):
                 line = self.refused(["train", "--config", self.config(n_layers=layers), "--data", self.jsonl(),
                                      "--out", self.w.p("r" + layers)], f"{layers} layers", "needs", "of ram")
                 self.assertIn("to train", line)
-                self.assertFalse(os.path.exists(self.w.p("r" + layers, )) and os.listdir(self.w.p("r" + layers)),
+                self.assertFalse(os.path.exists(self.w.p("r" + layers)) and os.listdir(self.w.p("r" + layers)),
                                  "a refused run left files behind")
 
     def test_train_huge_widths(self):

@@ -272,6 +272,18 @@ TEST(SafetensorsParse, DuplicateKeysAreErrors) {
   EXPECT_EQ(f.metadata().at("dtype"), "x");
 }
 
+TEST(SafetensorsParse, TextFilesAreNamedAsSuch) {
+  for (const std::string text : {"# a config\n[model]\narch = \"mot\"\n", "{\"tokens\": [1, 2, 3]}\n"}) {
+    try {
+      parse(Bytes(text.begin(), text.end()));
+      ADD_FAILURE() << text << ": parsed";
+    } catch (const mot::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("not a safetensors file (it begins with the text"), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 TEST(SafetensorsParse, ValidOddities) {
   // Trailing space padding, empty tensors anywhere, zero-byte data section, unknown keys.
   Bytes b = image(R"({"e":{"dtype":"F32","shape":[3,0],"data_offsets":[4,4]},)"

@@ -54,7 +54,7 @@ void register_eval(CLI::App& app, Action& action) {
       TokenBatch scratch;
       const LossSums s = evaluate(model, *src, batch, o->max_rows, scratch);
       if (s.targets == 0)
-        fail("no targets to evaluate in ", o->input, o->max_rows > 0 ? cat(" (its first ", rows, " rows)") : "",
+        fail("no targets to evaluate in ", o->input, o->max_rows > 0 ? (rows == 1 ? std::string(" (its first row)") : cat(" (its first ", rows, " rows)")) : "",
              ": every row evaluated has fewer than 2 tokens");
       const auto j = loss_json(c, s);
       if (o->json) {

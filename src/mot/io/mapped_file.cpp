@@ -23,7 +23,7 @@ std::shared_ptr<void> map_file(const std::string& path, size_t* size) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    fail(path, ": not a regular file");
+    fail(path, S_ISDIR(st.st_mode) ? ": is a directory, not a file" : ": not a regular file");
   }
   if (st.st_size == 0) {  // mmap of 0 bytes fails with EINVAL; say what is really wrong
     ::close(fd);

@@ -128,6 +128,15 @@ SafetensorsFile SafetensorsFile::parse(std::span<const uint8_t> bytes, const std
   if (bytes.size() < 8) bad("file too short for a safetensors header (", bytes.size(), " bytes)");
   uint64_t header_len;
   std::memcpy(&header_len, bytes.data(), 8);
+  // A text file (a config, JSONL data) given as a model: its first 8 characters read as
+  // an absurd length. Say what the file is rather than quote that number.
+  const bool text = std::all_of(bytes.begin(), bytes.begin() + 8, [](uint8_t c) {
+    return (c >= 0x20 && c < 0x7f) || c == '\n' || c == '\r' || c == '\t';
+  });
+  if (text && header_len > bytes.size() - 8)
+    bad("not a safetensors file (it begins with the text \"",
+        printable(std::string_view(reinterpret_cast<const char*>(bytes.data()), 8)),
+        "\"); a model is a .safetensors file written by mot init or mot train");
   if (header_len > kMaxHeaderBytes) bad("header length ", header_len, " exceeds the 100 MiB limit");
   if (header_len > bytes.size() - 8)
     bad("header length ", header_len, " exceeds the file size ", bytes.size(), " (truncated?)");
