@@ -22,6 +22,7 @@
 #include "mot/data/dataset.hpp"
 #include "mot/io/atomic_file.hpp"
 #include "mot/io/dir_lock.hpp"
+#include "mot/model/memory.hpp"
 #include "mot/model/model.hpp"
 #include "mot/train/checkpoint.hpp"
 #include "mot/train/evaluate.hpp"
@@ -170,17 +171,20 @@ int run_training(const TrainOptions& opt) {
   const TrainConfig& tc = rc.train;
   set_threads(static_cast<int>(tc.threads));
 
-  auto train_src = data::open_source(rc.data.path, mc, tc.seq_len, "train", true, static_cast<uint64_t>(tc.seed));
+  auto train_src = data::open_source(rc.data.path, mc, tc.seq_len, "train", true, static_cast<uint64_t>(tc.seed),
+                                     data::Use::Train);
   std::vector<data::NamedSource> vals;
   if (!rc.data.val_path.empty()) {
     vals = data::open_val_sets(rc.data.val_path, mc, tc.seq_len);
-    if (vals.empty()) vals.push_back({"", data::open_source(rc.data.val_path, mc, tc.seq_len, "train", false, 0)});
+    if (vals.empty())
+      vals.push_back({"", data::open_source(rc.data.val_path, mc, tc.seq_len, "train", false, 0, data::Use::Validate)});
   } else {
     vals = data::open_val_sets(rc.data.path, mc, tc.seq_len);
   }
   int64_t val_len = 0;
   for (const auto& v : vals) val_len = std::max(val_len, v.src->row_len());
   const int64_t row_len = std::max(train_src->row_len(), val_len);
+  ensure_training_fits(rc, row_len);  // refuse absurd sizes (grad_accum included) before allocating
   Model model(mc, tc.batch_size, row_len, true, cpu::parse_precision(tc.dtype, "train.dtype"));
 
   const std::string run_json = rc.to_json().dump();
