@@ -2,20 +2,14 @@
 
 #include "mot/cli/commands.hpp"
 #include "mot/core/error.hpp"
+#include "mot/core/units.hpp"
 #include "mot/model/flops.hpp"
 #include "mot/train/checkpoint.hpp"
 
 namespace mot::cli {
 
 namespace {
-std::string human(double v) {
-  const char* unit[] = {"", "K", "M", "G", "T"};
-  int u = 0;
-  while (v >= 1000.0 && u < 4) { v /= 1000.0; ++u; }
-  char b[32];
-  std::snprintf(b, sizeof b, u ? "%.2f%s" : "%.0f%s", v, unit[u]);
-  return b;
-}
+std::string human(double v) { return format_count(v, 2); }
 }  // namespace
 
 void register_info(CLI::App& app, Action& action) {

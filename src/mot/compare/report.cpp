@@ -7,6 +7,7 @@
 
 #include "mot/compare/plot.hpp"
 #include "mot/core/error.hpp"
+#include "mot/core/units.hpp"
 #include "mot/io/atomic_file.hpp"
 
 namespace mot::compare {
@@ -23,14 +24,7 @@ std::string f2(double v) {
   std::snprintf(b, sizeof b, "%.2f", v);
   return b;
 }
-std::string human(double v) {
-  const char* unit[] = {"", "K", "M", "G", "T", "P"};
-  int u = 0;
-  while (v >= 1000.0 && u < 5) { v /= 1000.0; ++u; }
-  char b[32];
-  std::snprintf(b, sizeof b, u ? "%.2f%s" : "%.0f%s", v, unit[u]);
-  return b;
-}
+std::string human(double v) { return format_count(v, 2); }
 
 // mean (min–max) over values
 std::string mean_spread(const std::vector<double>& v, std::string (*fmt)(double)) {

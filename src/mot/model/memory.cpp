@@ -33,15 +33,6 @@ struct Sizer {
   Checked used() const { return aligned + Checked(-last_pad.value()); }
 };
 
-std::string count_text(double v) {
-  const char* unit[] = {"", "K", "M", "G", "T", "P", "E"};
-  int u = 0;
-  while (v >= 1000.0 && u < 6) { v /= 1000.0; ++u; }
-  char b[32];
-  std::snprintf(b, sizeof b, u ? "%.1f%s" : "%.0f%s", v, unit[u]);
-  return b;
-}
-
 std::string describe(const ModelConfig& c) {
   return cat("model of ", c.n_layers, c.n_layers == 1 ? " layer" : " layers", ", dim ", c.dim, ", ffn_hidden ",
              c.ffn_hidden, ", vocab_size ", c.vocab_size);
@@ -71,7 +62,7 @@ std::string describe(const ModelConfig& c) {
   const char* hint = "use fewer layers or a smaller dim, ffn_hidden or vocab_size";
   if (n.batches > model_part && n.batches > n.activations) hint = "use a smaller grad_accum or batch_size";
   else if (n.activations > model_part) hint = "use a smaller batch size or sequence length";
-  fail(describe(c), " (", count_text(static_cast<double>(n.params)), " parameters) needs ", format_bytes(n.total()),
+  fail(describe(c), " (", format_count(static_cast<double>(n.params), 1), " parameters) needs ", format_bytes(n.total()),
        training ? " to train: " : " to run: ", parts, "; this machine has ", format_bytes(ram), " of RAM (", hint,
        ")");
 }
@@ -201,16 +192,6 @@ int64_t physical_memory_bytes() {
   if (pages <= 0 || page <= 0) return 0;
   const Checked b = Checked(pages) * Checked(page);
   return b.ok() ? b.value() : INT64_MAX;
-}
-
-std::string format_bytes(int64_t bytes) {
-  const char* unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1024.0 && u < 6) { v /= 1024.0; ++u; }
-  char b[32];
-  std::snprintf(b, sizeof b, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
-  return b;
 }
 
 }  // namespace mot

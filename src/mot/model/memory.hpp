@@ -8,6 +8,7 @@
 
 #include "mot/backend/cpu/matmul.hpp"
 #include "mot/core/checked.hpp"
+#include "mot/core/units.hpp"  // format_bytes
 #include "mot/model/config.hpp"  // param_count, tensor_count
 
 namespace mot {
@@ -41,6 +42,5 @@ void ensure_training_fits(const RunConfig& rc, int64_t row_len);
 
 // Physical RAM in bytes (sysconf); 0 if unknown (then nothing is refused for size).
 int64_t physical_memory_bytes();
-std::string format_bytes(int64_t bytes);  // "3.2 TiB"
 
 }  // namespace mot
