@@ -99,27 +99,29 @@ json describe_comparison(const std::vector<Variant>& variants, const std::vector
           {"configs", configs}};
 }
 
-// True when DIR holds nothing but the lock file its caller holds.
-bool only_lock_file(const std::string& dir) {
+// What DIR holds besides the lock file its caller holds.
+std::vector<fs::path> entries_besides_lock(const std::string& dir) {
+  std::vector<fs::path> out;
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-    if (it->path().filename() != ".lock") return false;
-  return true;
+    if (it->path().filename() != ".lock") out.push_back(it->path());
+  return out;
 }
 
 void claim_compare_dir(const std::string& dir, const json& description, bool fresh) {
   const std::string manifest = dir + "/compare.json";
   std::error_code ec;
-  const bool exists = fs::exists(dir, ec) && !only_lock_file(dir);
-  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) fail(dir, ": exists and is not a directory");
+  const std::vector<fs::path> held = entries_besides_lock(dir);
+  const bool exists = !held.empty();  // a comparison (or anything else) is already there
   const bool ours = fs::exists(manifest, ec) || fs::exists(dir + "/report.md", ec);
   if (exists && fresh) {
     // --fresh deletes, so only what a comparison wrote: never a directory of other files.
     if (!ours) fail(dir, ": holds no earlier comparison; --fresh deletes only those");
     // Everything but the lock file the caller holds (deleting it would unlock).
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-      if (it->path().filename() != ".lock") fs::remove_all(it->path(), ec);
-    if (ec) fail(dir, ": cannot delete: ", ec.message());
+    for (const auto& p : held) {
+      fs::remove_all(p, ec);
+      if (ec) fail(p.string(), ": cannot delete: ", ec.message());
+    }
   } else if (exists && fs::exists(manifest, ec)) {
     json was;
     try {
@@ -137,8 +139,6 @@ void claim_compare_dir(const std::string& dir, const json& description, bool fre
   } else if (exists) {
     fail(dir, ": not empty and holds no compare.json (not a mot compare directory); choose another --out");
   }
-  fs::create_directories(dir, ec);
-  if (ec) fail(dir, ": cannot create: ", ec.message());
   io::write_file_atomic(manifest, description.dump(2) + "\n");
 }
 

@@ -36,7 +36,7 @@ int fsync_retry(int fd) {
 
 AtomicWriter::AtomicWriter(std::string path) : path_(std::move(path)) {
   if (path_.empty()) fail("(empty path): cannot write a file with an empty name");
-  tmp_ = cat(path_, ".tmp.", ::getpid());
+  tmp_ = temporary_name(path_);
   // 0666 & ~umask, like any ordinary file the user creates.
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
   if (fd_ < 0) fail(path_, ": cannot create temporary file ", tmp_, ": ", errno_text(errno));
@@ -96,6 +96,9 @@ void sync_directory(const std::string& dir) {
   ::close(dfd);
   if (rc != 0 && err != EINVAL) fail(dir, ": fsync of directory failed: ", errno_text(err));
 }
+
+std::string temporary_name(const std::string& path) { return cat(path, ".tmp.", ::getpid()); }
+std::string trash_name(const std::string& path) { return cat(path, ".trash.", ::getpid()); }
 
 long temporary_owner(const std::string& name) {
   for (const char* tag : {".tmp.", ".trash."}) {

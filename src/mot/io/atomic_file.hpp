@@ -33,7 +33,13 @@ void write_file_atomic(const std::string& path, std::string_view content);
 // other writer can be at work there). Returns how many it removed.
 int remove_stale_temporaries(const std::string& dir, bool dir_is_locked);
 
-// The pid in a name ending in ".tmp.<pid>" or ".trash.<pid>", or 0.
+// Where this process writes `path` before renaming it into place ("<path>.tmp.<pid>"),
+// and where it moves `path` before deleting it ("<path>.trash.<pid>"), so that a
+// rename is the only step that changes what `path` names.
+std::string temporary_name(const std::string& path);
+std::string trash_name(const std::string& path);
+
+// The pid in a name made by temporary_name or trash_name, or 0.
 long temporary_owner(const std::string& name);
 
 // fsync of a directory, so a rename or create inside it survives a power loss.

@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <climits>
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
@@ -153,7 +152,7 @@ Checkpoint at(const std::string& dir, int64_t step) {
 // Publishes `target` at `link_path` atomically: a hard link under a temporary name,
 // renamed over the old one. Filesystems without hard links get a copy instead.
 void publish(const std::string& target, const std::string& link_path) {
-  const std::string tmp = cat(link_path, ".tmp.", ::getpid());
+  const std::string tmp = io::temporary_name(link_path);
   ::unlink(tmp.c_str());
   if (::link(target.c_str(), tmp.c_str()) != 0) {
     std::error_code ec;
@@ -173,7 +172,7 @@ void publish(const std::string& target, const std::string& link_path) {
 // Removes a directory so that a kill midway never leaves a half-deleted checkpoint
 // under a committed name: rename it to a trash name first (atomic), then delete.
 void remove_dir_safely(const std::string& dir) {
-  const std::string trash = cat(dir, ".trash.", ::getpid());
+  const std::string trash = io::trash_name(dir);
   std::error_code ec;
   if (::rename(dir.c_str(), trash.c_str()) != 0) return;
   fs::remove_all(trash, ec);
@@ -196,8 +195,9 @@ std::optional<Checkpoint> latest_checkpoint(const std::string& run_dir) {
     if (!best || step > best->step) best = at(it->path().string(), step);
   }
   if (best) return best;
-  if (fs::exists(run_dir + "/state.safetensors") && fs::exists(run_dir + "/model.safetensors"))
-    return Checkpoint{-1, run_dir, run_dir + "/model.safetensors", run_dir + "/state.safetensors", true};
+  Checkpoint legacy = at(run_dir, -1);  // its step is in its files
+  legacy.legacy = true;
+  if (fs::exists(legacy.state) && fs::exists(legacy.model)) return legacy;
   return std::nullopt;
 }
 
@@ -210,7 +210,7 @@ Checkpoint write_checkpoint(const std::string& run_dir, Model& model, const Trai
     io::sync_directory(run_dir);
   }
   const Checkpoint done = at(root + "/" + step_dir_name(s.step), s.step);
-  const std::string tmp = cat(done.dir, ".tmp.", ::getpid());
+  const std::string tmp = io::temporary_name(done.dir);
   fs::remove_all(tmp, ec);
   if (!fs::create_directory(tmp, ec) || ec) fail(tmp, ": cannot create: ", ec.message());
   try {

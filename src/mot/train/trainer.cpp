@@ -11,8 +11,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <optional>
 #include <cstdlib>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -55,7 +55,6 @@ void install_signal_handlers() {
   // A closed stdout (`mot train ... | head`) must not kill the run: writes then fail
   // with EPIPE, and the loop below stops with a checkpoint.
   std::signal(SIGPIPE, SIG_IGN);
-  std::signal(SIGXFSZ, SIG_IGN);  // a file-size limit becomes a clean write error
 }
 
 // `mot compare` starts trainers with MOT_PARENT_PID set: such a trainer gets SIGTERM
@@ -252,6 +251,7 @@ int run_training(const TrainOptions& opt) {
     saved_step = step;
   };
   bool stdout_closed = false;  // EPIPE on stdout: stop with a checkpoint, like Ctrl-C
+  auto flush_stdout = [&] { stdout_closed = stdout_closed || std::fflush(stdout) != 0 || std::ferror(stdout); };
 
   std::vector<TokenBatch> micro(tc.grad_accum);
   TokenBatch eval_scratch;
@@ -320,12 +320,12 @@ int run_training(const TrainOptions& opt) {
       std::printf("step %6lld/%lld | loss %.4f |%s | lr %.2e | gnorm %.3f | %.1f ms | %.0f tok/s\n",
                   static_cast<long long>(done), static_cast<long long>(end_step), loss,
                   modality_losses(mc, sums).c_str(), lr, gnorm, ms, targets / (ms / 1000.0));
-      stdout_closed = stdout_closed || std::fflush(stdout) != 0 || std::ferror(stdout);
+      flush_stdout();
     }
     if (do_eval) {
       std::printf("  val   step %lld | loss %.4f |%s\n%s", static_cast<long long>(done),
                   val.targets ? val.loss / val.targets : 0.0, modality_losses(mc, val).c_str(), val_text.c_str());
-      stdout_closed = stdout_closed || std::fflush(stdout) != 0 || std::ferror(stdout);
+      flush_stdout();
     }
     const bool stop = opt.stop_at > 0 && done == opt.stop_at;
     const int sig = g_signal.load();
