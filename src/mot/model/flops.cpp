@@ -2,7 +2,7 @@
 
 #include "mot/core/checked.hpp"
 #include "mot/core/error.hpp"
-#include "mot/model/memory.hpp"
+#include "mot/model/config.hpp"  // param_count
 
 namespace mot {
 
