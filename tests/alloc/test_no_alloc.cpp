@@ -11,6 +11,7 @@
 #include <cstring>
 #include <algorithm>
 
+#include "mot/data/format/token_batch.hpp"
 #include "mot/model/model.hpp"
 #include "mot/train/optimizer.hpp"
 

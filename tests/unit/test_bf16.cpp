@@ -153,7 +153,7 @@ TEST(Bf16, MatmulDiffersFromFp32) {
 }
 
 TEST(Bf16, PrecisionNames) {
-  EXPECT_EQ(cpu::parse_precision("bf16", "x"), cpu::Precision::bf16);
-  EXPECT_EQ(cpu::parse_precision("fp32", "x"), cpu::Precision::fp32);
-  EXPECT_THROW(cpu::parse_precision("fp16", "x"), std::exception);
+  EXPECT_EQ(mot::parse_precision("bf16", "x"), mot::Precision::bf16);
+  EXPECT_EQ(mot::parse_precision("fp32", "x"), mot::Precision::fp32);
+  EXPECT_THROW(mot::parse_precision("fp16", "x"), std::exception);
 }

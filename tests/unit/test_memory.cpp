@@ -15,7 +15,7 @@
 namespace {
 
 using mot::ModelConfig;
-using mot::cpu::Precision;
+using mot::Precision;
 
 ModelConfig base(const char* arch) {
   ModelConfig c;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "mot/data/format/token_batch.hpp"
 #include "mot/core/error.hpp"
 #include "mot/model/config.hpp"
 #include "mot/model/model.hpp"
@@ -20,6 +21,14 @@ using mot::Component;
 using mot::ModelConfig;
 
 namespace {
+
+// The model routes a Batch; these tests start from token rows, as the data does.
+// (Routing::keys points into the batch, so it lives as long as the test thread.)
+void route(const mot::ModelConfig& c, const mot::TokenBatch& tokens, mot::Routing& r) {
+  static thread_local mot::Batch batch;
+  mot::to_batch(c, tokens, batch);
+  mot::build_routing(c, batch, r);
+}
 
 // d 16, 2 layers, F 24, text [0, 40), image [40, 64); bos 1.
 ModelConfig make(const std::string& arch, std::vector<std::string> moe_modalities = {}) {
@@ -183,7 +192,7 @@ TEST(MoeRouting, PoolsAreRowsInPositionOrder) {
   // row 2: 6 tokens -> 5 positions (k 1).
   const auto b = batch_of({{2, 41, 3, 42, 43, 4, 5, 44, 6, 7}, {45, 8, 46, 9}, {10, 11, 47, 48, 12, 13}});
   mot::Routing r;
-  mot::build_routing(c, b, r);
+  route(c, b, r);
   ASSERT_EQ(r.moe.size(), 1u);
   const mot::MoeGroup& g = r.moe[0];
   EXPECT_EQ(g.begin, 0);
@@ -205,7 +214,7 @@ TEST(MoeRouting, HybridPoolsAreTheRowsModalityPositions) {
   c.validate("test");
   const auto b = batch_of({{2, 41, 3, 42, 43, 4, 5, 44, 45, 7}, {8, 9, 10}, {46, 11, 47, 48, 12, 13}});
   mot::Routing r;
-  mot::build_routing(c, b, r);
+  route(c, b, r);
   ASSERT_EQ(r.moe.size(), 1u);
   const mot::MoeGroup& g = r.moe[0];
   EXPECT_EQ(g.begin, r.mod_begin[1]);

@@ -16,6 +16,7 @@
 #include <tuple>
 #include <vector>
 
+#include "mot/data/format/token_batch.hpp"
 #include "mot/core/error.hpp"
 #include "mot/model/config.hpp"
 #include "mot/model/routing.hpp"
@@ -26,6 +27,14 @@ using mot::Routing;
 using mot::TokenBatch;
 
 namespace {
+
+// The model routes a Batch; these tests start from token rows, as the data does.
+// (Routing::keys points into the batch, so it lives as long as the test thread.)
+void route(const mot::ModelConfig& c, const mot::TokenBatch& tokens, mot::Routing& r) {
+  static thread_local mot::Batch batch;
+  mot::to_batch(c, tokens, batch);
+  mot::build_routing(c, batch, r);
+}
 
 constexpr int kText = 0, kImage = 1, kAudio = 2;
 constexpr int32_t kBos = 1;
@@ -66,7 +75,7 @@ TokenBatch make_batch(const std::vector<std::vector<int32_t>>& rows) {
 
 Routing build(const ModelConfig& c, const TokenBatch& b) {
   Routing r;
-  mot::build_routing(c, b, r);
+  route(c, b, r);
   return r;
 }
 
@@ -97,7 +106,8 @@ void check_routing(const ModelConfig& c, const TokenBatch& batch, const Routing&
   ASSERT_EQ(static_cast<int64_t>(r.target_mod.size()), N);
   ASSERT_EQ(static_cast<int64_t>(r.pos.size()), N);
   ASSERT_EQ(static_cast<int64_t>(r.inv.size()), B * T);
-  ASSERT_EQ(static_cast<int64_t>(r.doc_start.size()), B * T);
+  ASSERT_NE(r.keys.lo, nullptr);
+  ASSERT_NE(r.keys.hi, nullptr);
   ASSERT_EQ(static_cast<int>(r.mod_begin.size()), M + 1);
   ASSERT_EQ(static_cast<int>(r.targets_by_mod.size()), M);
 
@@ -130,14 +140,16 @@ void check_routing(const ModelConfig& c, const TokenBatch& batch, const Routing&
     }
   EXPECT_EQ(valid_slots, N);
 
-  // doc_start: the last bos at or before t (0 if none) under doc_mask, else 0; 0 on padding.
+  // Key ranges [lo, hi): lo is the last bos at or before t (0 if none) under doc_mask,
+  // else 0; hi = t + 1 (causal); both 0 on padding.
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < T; ++t) {
       int32_t want = 0;
       if (c.doc_mask && t < r.row_len[b])
         for (int64_t u = 0; u <= t; ++u)
           if (batch.at(b, u) == c.bos_id) want = static_cast<int32_t>(u);
-      EXPECT_EQ(r.doc_start[b * T + t], want) << "doc_start b=" << b << " t=" << t;
+      EXPECT_EQ(r.keys.lo[b * T + t], want) << "key range start b=" << b << " t=" << t;
+      EXPECT_EQ(r.keys.hi[b * T + t], t < r.row_len[b] ? t + 1 : 0) << "key range end b=" << b << " t=" << t;
     }
 
   // Groups: cover [0, N) in order, non-empty, maximal (neighbours differ in copy), and each
@@ -209,8 +221,8 @@ TEST(Routing, SortsStablyByModality) {
   // Padding slots: row 0 t6; row 1 t2..t6.
   EXPECT_EQ(r.inv[0 * 7 + 6], -1);
   for (int t = 2; t < 7; ++t) EXPECT_EQ(r.inv[1 * 7 + t], -1);
-  // doc_mask off: every doc_start 0 even though row 2 holds a bos (token 1).
-  for (int32_t d : r.doc_start) EXPECT_EQ(d, 0);
+  // doc_mask off: every key range starts at 0 even though row 2 holds a bos (token 1).
+  for (int64_t i = 0; i < r.B * r.T; ++i) EXPECT_EQ(r.keys.lo[i], 0);
 }
 
 TEST(Routing, GroupsTiedUntiedAndShared) {
@@ -317,17 +329,17 @@ TEST(Routing, DocStartFollowsBos) {
   const std::vector<int32_t> row0 = {0, 0, 0, 3, 3, 5, 6, 6, 0};
   const std::vector<int32_t> row1 = {0, 0, 2, 2, 2, 2, 2, 2, 2};
   for (int64_t t = 0; t < T; ++t) {
-    EXPECT_EQ(r.doc_start[0 * T + t], row0[t]) << t;
-    EXPECT_EQ(r.doc_start[1 * T + t], row1[t]) << t;
-    EXPECT_EQ(r.doc_start[2 * T + t], 0) << t;
-    EXPECT_EQ(r.doc_start[3 * T + t], 0) << t;
+    EXPECT_EQ(r.keys.lo[0 * T + t], row0[t]) << t;
+    EXPECT_EQ(r.keys.lo[1 * T + t], row1[t]) << t;
+    EXPECT_EQ(r.keys.lo[2 * T + t], 0) << t;
+    EXPECT_EQ(r.keys.lo[3 * T + t], 0) << t;
   }
-  // Invariant the attention kernel relies on: doc_start[t] <= t and non-decreasing in t.
+  // Invariant of a causal document mask: key range start <= t and non-decreasing in t.
   for (int64_t b2 = 0; b2 < r.B; ++b2)
     for (int64_t t = 0; t < r.row_len[b2]; ++t) {
-      EXPECT_LE(r.doc_start[b2 * T + t], t);
+      EXPECT_LE(r.keys.lo[b2 * T + t], t);
       if (t > 0) {
-        EXPECT_GE(r.doc_start[b2 * T + t], r.doc_start[b2 * T + t - 1]);
+        EXPECT_GE(r.keys.lo[b2 * T + t], r.keys.lo[b2 * T + t - 1]);
       }
     }
 }
@@ -359,14 +371,14 @@ TEST(Routing, ReuseMatchesFreshBuild) {
   const TokenBatch small = make_batch({{21, 22, 3, kBos, 4}, {12, 2, -1, -1, -1}});
   Routing r;
   r.reserve(c, 8, 16);
-  mot::build_routing(c, big, r);
+  route(c, big, r);
   check_routing(c, big, r);
-  mot::build_routing(c, small, r);
+  route(c, small, r);
   check_routing(c, small, r);
   const Routing f = build(c, small);
   EXPECT_EQ(r.perm, f.perm);
   EXPECT_EQ(r.inv, f.inv);
-  EXPECT_EQ(r.doc_start, f.doc_start);
+  EXPECT_EQ(r.row_len, f.row_len);
   EXPECT_EQ(r.mod_begin, f.mod_begin);
   EXPECT_EQ(r.targets_by_mod, f.targets_by_mod);
   EXPECT_EQ(r.n_targets, f.n_targets);
@@ -394,7 +406,7 @@ TEST(Routing, RandomBatchesMatchNaive) {
     }
     SCOPED_TRACE(testing::Message() << "iteration " << it);
     Routing r;
-    mot::build_routing(c, b, r);
+    route(c, b, r);
     check_routing(c, b, r);
   }
 }
@@ -404,7 +416,7 @@ TEST(Routing, BadTokensThrow) {
   Routing r;
   auto throws = [&](const std::vector<std::vector<int32_t>>& rows) {
     const TokenBatch b = make_batch(rows);
-    EXPECT_THROW(mot::build_routing(c, b, r), mot::Error);
+    EXPECT_THROW(route(c, b, r), mot::Error);
   };
   throws({{1, 2, 30}});                  // id == vocab_size
   throws({{1, 2, 3}, {4, 1000000, -1}});  // far outside, second row
@@ -418,6 +430,6 @@ TEST(Routing, BadTokensThrow) {
   throws({{2, 3, std::numeric_limits<int32_t>::min()}});
   // Still usable after an error.
   const TokenBatch ok = make_batch({{1, 2, 3}});
-  mot::build_routing(c, ok, r);
+  route(c, ok, r);
   check_routing(c, ok, r);
 }

@@ -1,3 +1,4 @@
+#include "mot/data/format/token_batch.hpp"
 #include "mot/bench/step_bench.hpp"
 
 #include <sys/resource.h>
@@ -87,7 +88,7 @@ nlohmann::json run_step_bench(const BenchOptions& o) {
   if (o.arch == "mot") c.untie[0] = c.untie[1] = c.untie[2] = true;
   c.validate("bench");
   // Before the token batch below: refuse an absurd size while nothing is allocated.
-  ensure_model_fits(c, o.batch, o.seq + 1, true, cpu::parse_precision(o.dtype, "--dtype"));
+  ensure_model_fits(c, o.batch, o.seq + 1, true, parse_precision(o.dtype, "--dtype"));
 
   // Tokens: spans per the layout, ids uniform inside each modality's range.
   std::vector<std::pair<int, int64_t>> layout;
@@ -109,7 +110,7 @@ nlohmann::json run_step_bench(const BenchOptions& o) {
   }
 
   const auto t_alloc = clock::now();
-  Model model(c, o.batch, o.seq + 1, true, cpu::parse_precision(o.dtype, "--dtype"));
+  Model model(c, o.batch, o.seq + 1, true, parse_precision(o.dtype, "--dtype"));
   init_params(c, model.table(), model.params(), 1);
   const double alloc_s = since(t_alloc);
   TrainConfig tc;

@@ -49,7 +49,7 @@ void register_eval(CLI::App& app, Action& action) {
       // batching), so a large --batch on small data allocates only what it uses.
       const int64_t rows = o->max_rows > 0 ? std::min(o->max_rows, src->n_rows()) : src->n_rows();
       const int64_t batch = std::min(o->batch, rows);
-      Model model(c, batch, src->row_len(), false, cpu::parse_precision(o->dtype, "--dtype"));
+      Model model(c, batch, src->row_len(), false, parse_precision(o->dtype, "--dtype"));
       load_model_weights(o->model, model);
       TokenBatch scratch;
       const LossSums s = evaluate(model, *src, batch, o->max_rows, scratch);

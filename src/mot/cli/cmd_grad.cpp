@@ -26,7 +26,7 @@ void register_grad(CLI::App& app, Action& action) {
       auto src = data::jsonl_source(o->input, c);
       TokenBatch batch;
       data::fill_batch(*src, 0, src->n_rows(), batch);
-      Model model(c, batch.rows, batch.len, true, cpu::parse_precision(o->dtype, "--dtype"));
+      Model model(c, batch.rows, batch.len, true, parse_precision(o->dtype, "--dtype"));
       load_model_weights(o->model, model);
       std::fill(model.grads(), model.grads() + model.table().total, 0.0f);
       const int64_t targets = data::count_targets(batch);

@@ -9,7 +9,7 @@
 #include "mot/core/rng.hpp"
 #include "mot/data/shard.hpp"
 #include "mot/model/config.hpp"
-#include "mot/model/routing.hpp"
+#include "mot/data/format/token_batch.hpp"
 
 namespace mot::data {
 

@@ -1,3 +1,4 @@
+#include "mot/data/format/token_batch.hpp"
 #include "mot/model/memory.hpp"
 
 #include <unistd.h>
@@ -6,7 +7,7 @@
 #include <climits>
 #include <cstdio>
 
-#include "mot/backend/cpu/kernels.hpp"
+#include "mot/backend/backend.hpp"
 #include "mot/core/error.hpp"
 #include "mot/model/routing.hpp"
 
@@ -80,7 +81,7 @@ void check_sequence(const ModelConfig& c, int64_t rows, int64_t len) {
 
 }  // namespace
 
-MemoryNeed model_memory(const ModelConfig& c, int64_t rows, int64_t len, bool training, cpu::Precision precision) {
+MemoryNeed model_memory(const ModelConfig& c, int64_t rows, int64_t len, bool training, Precision precision) {
   const Checked P = param_count(c);
   if (!P.ok()) overflow(c, "its parameter count");
   const Checked N = Checked(rows) * Checked(len - 1), d = c.dim, F = c.ffn_hidden, H = c.n_heads, L = c.n_layers,
@@ -91,7 +92,7 @@ MemoryNeed model_memory(const ModelConfig& c, int64_t rows, int64_t len, bool tr
   Sizer s;
   // Same order as Model::carve.
   s.add(s.weights, P, 4);
-  if (precision == cpu::Precision::bf16) {
+  if (precision == Precision::bf16) {
     s.add(s.weights, P, 4);
     const Checked scratch =
         Checked::max(N * Checked::max(Checked::max(Checked(2) * F, Checked(3) * d), E), chunk * V);
@@ -126,7 +127,7 @@ MemoryNeed model_memory(const ModelConfig& c, int64_t rows, int64_t len, bool tr
   s.add(s.activations, N, 4);
   s.add(s.activations, chunk * V, 4);
   s.add(s.activations, N, 8);
-  s.add(s.activations, Checked(cpu::kReduceChunks) * Checked(std::max<int64_t>(c.dim, 2 * c.head_dim())), 4);
+  s.add(s.activations, Checked(kReduceChunks) * Checked(std::max<int64_t>(c.dim, 2 * c.head_dim())), 4);
   s.add(s.activations, Checked(len) * Checked(c.head_dim() / 2), 4, 2);
   if (moe) {
     s.add(s.activations, N * d, 4, 2);
@@ -161,7 +162,7 @@ MemoryNeed model_memory(const ModelConfig& c, int64_t rows, int64_t len, bool tr
   return n;
 }
 
-void ensure_model_fits(const ModelConfig& c, int64_t rows, int64_t len, bool training, cpu::Precision precision) {
+void ensure_model_fits(const ModelConfig& c, int64_t rows, int64_t len, bool training, Precision precision) {
   check_sequence(c, rows, len);
   const MemoryNeed n = model_memory(c, rows, len, training, precision);
   const int64_t ram = physical_memory_bytes();
@@ -171,7 +172,7 @@ void ensure_model_fits(const ModelConfig& c, int64_t rows, int64_t len, bool tra
 MemoryNeed training_memory(const RunConfig& rc, int64_t row_len) {
   const TrainConfig& t = rc.train;
   check_sequence(rc.model, t.batch_size, row_len);
-  MemoryNeed n = model_memory(rc.model, t.batch_size, row_len, true, cpu::parse_precision(t.dtype, "train.dtype"));
+  MemoryNeed n = model_memory(rc.model, t.batch_size, row_len, true, parse_precision(t.dtype, "train.dtype"));
   const Checked batches = Checked(t.grad_accum) * (Checked(sizeof(TokenBatch)) +
                                                    Checked(t.batch_size) * Checked(row_len) * Checked(4));
   if (!batches.ok() || !(Checked(n.total()) + batches).ok())

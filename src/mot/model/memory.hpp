@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "mot/backend/cpu/matmul.hpp"
+#include "mot/backend/precision.hpp"
 #include "mot/core/checked.hpp"
 #include "mot/core/units.hpp"  // format_bytes
 #include "mot/model/config.hpp"  // param_count, tensor_count
@@ -27,13 +27,13 @@ struct MemoryNeed {
 
 // What Model(c, rows, len, training, precision) allocates. Throws mot::Error when a
 // size overflows 64 bits.
-MemoryNeed model_memory(const ModelConfig& c, int64_t rows, int64_t len, bool training, cpu::Precision precision);
+MemoryNeed model_memory(const ModelConfig& c, int64_t rows, int64_t len, bool training, Precision precision);
 
 // Refuses (mot::Error, one line stating the need and this machine's RAM) a model set-up
 // whose sequence length does not fit the model or whose total need exceeds physical
 // RAM. Model's constructor calls it first, so init, eval, grad, train and bench all
 // fail fast.
-void ensure_model_fits(const ModelConfig& c, int64_t rows, int64_t len, bool training, cpu::Precision precision);
+void ensure_model_fits(const ModelConfig& c, int64_t rows, int64_t len, bool training, Precision precision);
 
 // The whole training set-up of `mot train`: the model at batch_size rows of row_len
 // tokens plus grad_accum micro-batches of that size. Same refusal as above.

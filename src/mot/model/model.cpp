@@ -5,10 +5,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "mot/backend/cpu/bf16.hpp"
-#include "mot/backend/cpu/kernels.hpp"
 #include "mot/core/error.hpp"
-#include "mot/core/profile.hpp"
+#include "mot/data/format/token_batch.hpp"
 #include "mot/model/memory.hpp"
 
 namespace mot {
@@ -24,17 +22,18 @@ void LossSums::add(const LossSums& o) {
 
 namespace {
 // Runs before any member is built: the parameter table alone walks every layer.
-const ModelConfig& fitted(const ModelConfig& c, int64_t rows, int64_t len, bool training, cpu::Precision precision) {
+const ModelConfig& fitted(const ModelConfig& c, int64_t rows, int64_t len, bool training, Precision precision) {
   ensure_model_fits(c, rows, len, training, precision);
   return c;
 }
 }  // namespace
 
-Model::Model(const ModelConfig& cfg, int64_t max_rows, int64_t max_len, bool training, cpu::Precision precision)
+Model::Model(const ModelConfig& cfg, int64_t max_rows, int64_t max_len, bool training, Precision precision,
+             Device device)
     : cfg_(fitted(cfg, max_rows, max_len, training, precision)),
       table_(build_param_table(cfg)),
       training_(training),
-      precision_(precision),
+      be_(make_backend(device, precision)),
       max_rows_(max_rows),
       max_len_(max_len) {
   max_n_ = max_rows * (max_len - 1);
@@ -43,29 +42,36 @@ Model::Model(const ModelConfig& cfg, int64_t max_rows, int64_t max_len, bool tra
   chunk_ = std::clamp<int64_t>((int64_t{2} << 20) / cfg.vocab_size, 16, 1024);
   Arena measure;
   carve(measure);
-  arena_.map(measure.used());
-  carve(arena_);
-  if (precision_ == cpu::Precision::bf16)
-    mm_.set_bf16(wmat_, wmat_ + table_.total, bf16_scratch_[0], bf16_scratch_[1], bf16_scratch_floats_);
+  be_->map_arena(measure.used());
+  carve(be_->arena());
+  BackendScratch scratch;
+  scratch.reduce = ws_.reduce;
+  scratch.reduce_floats = kReduceChunks * std::max<int64_t>(cfg_.dim, 2 * cfg_.head_dim());
+  scratch.expert_order = ws_.moe_order;
+  scratch.bf16_a = bf16_scratch_[0];
+  scratch.bf16_b = bf16_scratch_[1];
+  scratch.bf16_floats = bf16_scratch_floats_;
+  scratch.rounded_weights_begin = wmat_;
+  scratch.rounded_weights_end = wmat_ + table_.total;
+  be_->bind_scratch(scratch);
   rt_.reserve(cfg, max_rows, max_len);
-  // RoPE table in double precision, stored as float.
-  const int64_t half = cfg.head_dim() / 2;
-  for (int64_t t = 0; t < max_len; ++t)
-    for (int64_t i = 0; i < half; ++i) {
-      const double freq = std::pow(cfg.rope_theta, -2.0 * static_cast<double>(i) / cfg.head_dim());
-      ws_.rope_cos[t * half + i] = static_cast<float>(std::cos(t * freq));
-      ws_.rope_sin[t * half + i] = static_cast<float>(std::sin(t * freq));
-    }
+  token_batch_.reserve(max_rows, max_len);
+  adapters_ = make_input_adapters(cfg_);
+  objectives_ = make_objectives(cfg_);
+  be_->rope_table(max_len, cfg.head_dim(), cfg.rope_theta, ws_.rope_cos, ws_.rope_sin);
 }
+
+Model::~Model() = default;
 
 void Model::carve(Arena& a) {
   a.reset_cursor();
   const int64_t N = max_n_, d = cfg_.dim, F = cfg_.ffn_hidden, H = cfg_.n_heads, L = cfg_.n_layers;
   const int64_t BHT = max_rows_ * H * (max_len_ - 1), hd = cfg_.head_dim();
   const size_t P = table_.total;
+  const auto mat = [&](int64_t rows, int64_t cols) { return Mat(a.alloc<float>(rows * cols), rows, cols); };
   params_ = a.alloc<float>(P);
   wmat_ = params_;
-  if (precision_ == cpu::Precision::bf16) {
+  if (be_->precision() == Precision::bf16) {
     wmat_ = a.alloc<float>(P);
     // Largest activation operand of any GEMM: [N, 2F] / [N, 3d] / [N, E] rows in the
     // layers, a chunk of logits in the head.
@@ -84,60 +90,64 @@ void Model::carve(Arena& a) {
     LayerActs s;
     s.rstd1 = a.alloc<float>(N);
     s.rstd2 = a.alloc<float>(N);
-    s.qkv = a.alloc<float>(N * 3 * d);
+    s.qkv = mat(N, 3 * d);
     if (cfg_.qk_norm) s.qk_rstd = a.alloc<float>(N * 2 * H);
     s.Q = a.alloc<float>(BHT * hd);
     s.K = a.alloc<float>(BHT * hd);
     s.V = a.alloc<float>(BHT * hd);
     s.O = a.alloc<float>(BHT * hd);
     s.lse = a.alloc<float>(BHT);
-    s.cat = a.alloc<float>(N * d);
-    if (post) s.o_raw = a.alloc<float>(N * d);
-    s.h = a.alloc<float>(N * d);
-    s.ac = a.alloc<float>(N * 2 * F);
-    if (post) s.f_raw = a.alloc<float>(N * d);
+    s.cat = mat(N, d);
+    if (post) s.o_raw = mat(N, d);
+    s.h = mat(N, d);
+    s.ac = mat(N, 2 * F);
+    if (post) s.f_raw = mat(N, d);
     if (moe) {
-      s.moe_prob = a.alloc<float>(N * E);
+      s.moe_prob = mat(N, E);
       s.moe_pick = a.alloc<int32_t>(N);
       s.moe_slot = a.alloc<int32_t>(N * E);
     }
     return s;
   };
   acts_.assign(L, LayerActs{});
-  xs_.assign(L + 1, nullptr);
+  xs_.assign(L + 1, Mat{});
   if (training_) {
     for (int64_t l = 0; l < L; ++l) acts_[l] = layer();
-    for (int64_t l = 0; l <= L; ++l) xs_[l] = a.alloc<float>(N * d);
+    for (int64_t l = 0; l <= L; ++l) xs_[l] = mat(N, d);
   } else {  // inference: one activation set, residual ping-pong between two buffers
     LayerActs shared = layer();
-    float* ping[2] = {a.alloc<float>(N * d), a.alloc<float>(N * d)};
+    const Mat ping[2] = {mat(N, d), mat(N, d)};
     for (int64_t l = 0; l < L; ++l) acts_[l] = shared;
     for (int64_t l = 0; l <= L; ++l) xs_[l] = ping[l % 2];
   }
   for (int64_t l = 0; l < L; ++l) acts_[l].x_in = xs_[l];
-  ws_.xn = a.alloc<float>(N * d);
-  ws_.tmp = a.alloc<float>(N * d);
-  ws_.g = a.alloc<float>(N * F);
-  ws_.xf = a.alloc<float>(N * d);
+  ws_.normed = mat(N, d);
+  ws_.branch_out = mat(N, d);
+  ws_.swiglu = mat(N, F);
+  ws_.final_normed = mat(N, d);
   ws_.rstd_f = a.alloc<float>(N);
-  ws_.logits = a.alloc<float>(chunk_ * cfg_.vocab_size);
+  ws_.logits = mat(chunk_, cfg_.vocab_size);
   ws_.row_loss = a.alloc<double>(N);
-  ws_.reduce = a.alloc<float>(cpu::kReduceChunks * std::max<int64_t>(d, 2 * hd));
+  ws_.reduce = a.alloc<float>(kReduceChunks * std::max<int64_t>(d, 2 * hd));
   ws_.rope_cos = a.alloc<float>(max_len_ * (hd / 2));
   ws_.rope_sin = a.alloc<float>(max_len_ * (hd / 2));
   if (moe) {
-    ws_.moe_x = a.alloc<float>(N * d);
-    ws_.moe_y = a.alloc<float>(N * d);
+    ws_.moe_x = mat(N, d);
+    ws_.moe_y = mat(N, d);
     ws_.moe_order = a.alloc<int32_t>(E * N);
-    if (training_) ws_.moe_dprob = a.alloc<float>(N * E);
+    if (training_) ws_.moe_dprob = mat(N, E);
   }
   if (training_) {
-    ws_.dx = a.alloc<float>(N * d);
-    ws_.dA = a.alloc<float>(N * d);
-    ws_.dB = a.alloc<float>(N * d);
-    ws_.dqkv = a.alloc<float>(N * 3 * d);
-    ws_.dac = a.alloc<float>(N * 2 * F);
-    ws_.dg = a.alloc<float>(N * F);
+    ws_.d_stream = mat(N, d);
+    ws_.d_branch = mat(N, d);
+    ws_.d_sublayer_out = mat(N, d);
+    // Attention backward reads d(its output) and writes d(its input): pre-norm those
+    // are d_stream and d_branch (d_sublayer_out is idle), post-norm d_sublayer_out and
+    // d_stream (d_branch is idle).
+    ws_.d_cat = post ? ws_.d_branch : ws_.d_sublayer_out;
+    ws_.d_qkv = mat(N, 3 * d);
+    ws_.d_ac = mat(N, 2 * F);
+    ws_.d_swiglu = mat(N, F);
     ws_.dQ = a.alloc<float>(BHT * hd);
     ws_.dK = a.alloc<float>(BHT * hd);
     ws_.dV = a.alloc<float>(BHT * hd);
@@ -145,25 +155,21 @@ void Model::carve(Arena& a) {
   }
 }
 
-void Model::run(const TokenBatch& batch, bool backward, float grad_scale, LossSums& out) {
+void Model::run(const TokenBatch& tokens, bool backward, float grad_scale, LossSums& out) {
+  to_batch(cfg_, tokens, token_batch_);
+  run(token_batch_, backward, grad_scale, out);
+}
+
+void Model::run(const Batch& batch, bool backward, float grad_scale, LossSums& out) {
   if (backward && !training_) fail("internal: backward on an inference model");
-  if (batch.rows > max_rows_ || batch.len > max_len_)
-    fail("batch of ", batch.rows, "x", batch.len, " tokens exceeds the model's buffers (", max_rows_, "x", max_len_,
-         ")");
+  if (batch.rows > max_rows_ || batch.len > max_len_ - 1)
+    fail("batch of ", batch.rows, "x", batch.len + 1, " tokens exceeds the model's buffers (", max_rows_, "x",
+         max_len_, ")");
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   build_routing(cfg_, batch, rt_);
-  if (wmat_ != params_) {  // bf16: this run's weights, rounded once
-    prof::Scope scope(prof::RoundBf16);
-    cpu::round_bf16_copy(params_, wmat_, static_cast<int64_t>(table_.total));
-  }
-  const int64_t N = rt_.N, d = cfg_.dim;
-  // Embedding (tied across modalities): x0[s] = E[input[s]].
-  const float* E = params_ + table_.tok_embeddings;
-  float* x0 = xs_[0];
-#pragma omp parallel for schedule(static)
-  for (int64_t s = 0; s < N; ++s) std::memcpy(x0 + s * d, E + static_cast<int64_t>(rt_.input[s]) * d, sizeof(float) * d);
-
+  if (wmat_ != params_) be_->round_weights(params_, wmat_, static_cast<int64_t>(table_.total));
+  inputs_forward();
   for (int l = 0; l < cfg_.n_layers; ++l) forward_layer(l);
   const auto t1 = clock::now();
   head(backward, grad_scale, out);
@@ -172,64 +178,73 @@ void Model::run(const TokenBatch& batch, bool backward, float grad_scale, LossSu
   times_.head += std::chrono::duration<double>(t2 - t1).count();
   if (!backward) return;
   for (int l = cfg_.n_layers - 1; l >= 0; --l) backward_layer(l);
-  // Embedding backward, serial over rows: a token may repeat, and a fixed order keeps
-  // the sum deterministic.
-  float* dE = grads_ + table_.tok_embeddings;
-  const float* dx = ws_.dx;
-  for (int64_t s = 0; s < N; ++s) {
-    float* row = dE + static_cast<int64_t>(rt_.input[s]) * d;
-    const float* g = dx + s * d;
-#pragma omp simd
-    for (int64_t i = 0; i < d; ++i) row[i] += g[i];
-  }
+  inputs_backward();
   times_.backward += std::chrono::duration<double>(clock::now() - t2).count();
+}
+
+void Model::inputs_forward() {
+  const AdapterContext c{*be_, rt_, table_, params_, grads_};
+  const Mat x0 = xs_[0].slice(0, rt_.N);
+  for_each_block(adapters_, rt_, [&](InputAdapter& a, int64_t s0, int64_t s1) { a.forward(c, s0, s1, x0); });
+}
+
+void Model::inputs_backward() {
+  const AdapterContext c{*be_, rt_, table_, params_, grads_};
+  const ConstMat dx = ws_.d_stream.slice(0, rt_.N);
+  for_each_block(adapters_, rt_, [&](InputAdapter& a, int64_t s0, int64_t s1) { a.backward(c, s0, s1, dx); });
 }
 
 // Pre-norm:  h = x + Attn(AttnNorm(x));  x' = h + FFN(FfnNorm(h))
 // Post-norm: h = x + AttnNorm(Attn(x));  x' = h + FfnNorm(FFN(h))
 void Model::forward_layer(int l) {
-  LayerActs& a = acts_[l];
+  const int64_t N = rt_.N;
+  const LayerActs& a = acts_[l];
   const LayerOffsets& w = table_.layers[l];
-  const int64_t n = rt_.N * cfg_.dim, d = cfg_.dim;
-  float* x_out = xs_[l + 1];
+  const Mat x = a.x_in.slice(0, N), h = a.h.slice(0, N), x_out = xs_[l + 1].slice(0, N);
+  const Mat normed = ws_.normed.slice(0, N), branch = ws_.branch_out.slice(0, N);
   if (!cfg_.post_norm()) {
-    norm_forward(w.attn_norm, a.x_in, ws_.xn, a.rstd1, d);
-    attention_forward(l, ws_.xn, ws_.tmp);
-    cpu::add(a.x_in, ws_.tmp, a.h, n);
-    norm_forward(w.ffn_norm, a.h, ws_.xn, a.rstd2, d);
-    ffn_forward(l, ws_.xn, ws_.tmp);
-    cpu::add(a.h, ws_.tmp, x_out, n);
+    norm_forward(w.attn_norm, x, normed, a.rstd1);
+    attention_forward(l, normed, branch);
+    be_->add(x, branch, h);
+    norm_forward(w.ffn_norm, h, normed, a.rstd2);
+    ffn_forward(l, normed, branch);
+    be_->add(h, branch, x_out);
   } else {
-    attention_forward(l, a.x_in, a.o_raw);
-    norm_forward(w.attn_norm, a.o_raw, ws_.tmp, a.rstd1, d);
-    cpu::add(a.x_in, ws_.tmp, a.h, n);
-    ffn_forward(l, a.h, a.f_raw);
-    norm_forward(w.ffn_norm, a.f_raw, ws_.tmp, a.rstd2, d);
-    cpu::add(a.h, ws_.tmp, x_out, n);
+    const Mat o_raw = a.o_raw.slice(0, N), f_raw = a.f_raw.slice(0, N);
+    attention_forward(l, x, o_raw);
+    norm_forward(w.attn_norm, o_raw, branch, a.rstd1);
+    be_->add(x, branch, h);
+    ffn_forward(l, h, f_raw);
+    norm_forward(w.ffn_norm, f_raw, branch, a.rstd2);
+    be_->add(h, branch, x_out);
   }
 }
 
-// In: ws_.dx = dL/dx_out. Out: ws_.dx = dL/dx_in.
+// In: ws_.d_stream = dL/dx_out. Out: ws_.d_stream = dL/dx_in.
 void Model::backward_layer(int l) {
-  LayerActs& a = acts_[l];
+  const int64_t N = rt_.N;
+  const LayerActs& a = acts_[l];
   const LayerOffsets& w = table_.layers[l];
-  const int64_t d = cfg_.dim;
+  const Mat x = a.x_in.slice(0, N), h = a.h.slice(0, N);
+  const Mat d_stream = ws_.d_stream.slice(0, N);
   if (!cfg_.post_norm()) {
+    const Mat normed = ws_.normed.slice(0, N), d_branch = ws_.d_branch.slice(0, N);
     // x' = h + FFN(norm(h)): dh = dx' + normᵀ(FFNᵀ(dx'))
-    norm_apply(w.ffn_norm, a.h, a.rstd2, ws_.xn, d);
-    ffn_backward(l, ws_.xn, ws_.dx, ws_.dA, false);
-    norm_backward(w.ffn_norm, a.h, a.rstd2, ws_.dA, ws_.dx, true, d);
+    norm_apply(w.ffn_norm, h, a.rstd2, normed);
+    ffn_backward(l, normed, d_stream, d_branch, false);
+    norm_backward(w.ffn_norm, h, a.rstd2, d_branch, d_stream, true);
     // h = x + Attn(norm(x))
-    norm_apply(w.attn_norm, a.x_in, a.rstd1, ws_.xn, d);
-    attention_backward(l, ws_.xn, ws_.dx, ws_.dA, false);
-    norm_backward(w.attn_norm, a.x_in, a.rstd1, ws_.dA, ws_.dx, true, d);
+    norm_apply(w.attn_norm, x, a.rstd1, normed);
+    attention_backward(l, normed, d_stream, d_branch, false);
+    norm_backward(w.attn_norm, x, a.rstd1, d_branch, d_stream, true);
   } else {
+    const Mat d_sub = ws_.d_sublayer_out.slice(0, N);
     // x' = h + norm(FFN(h)): dh = dx' + FFNᵀ(normᵀ(dx'))
-    norm_backward(w.ffn_norm, a.f_raw, a.rstd2, ws_.dx, ws_.dB, false, d);
-    ffn_backward(l, a.h, ws_.dB, ws_.dx, true);
+    norm_backward(w.ffn_norm, a.f_raw.slice(0, N), a.rstd2, d_stream, d_sub, false);
+    ffn_backward(l, h, d_sub, d_stream, true);
     // h = x + norm(Attn(x))
-    norm_backward(w.attn_norm, a.o_raw, a.rstd1, ws_.dx, ws_.dB, false, d);
-    attention_backward(l, a.x_in, ws_.dB, ws_.dx, true);
+    norm_backward(w.attn_norm, a.o_raw.slice(0, N), a.rstd1, d_stream, d_sub, false);
+    attention_backward(l, x, d_sub, d_stream, true);
   }
 }
 

@@ -1,26 +1,25 @@
 // RMSNorm over row groups: each contiguous group of sorted rows uses the norm weight
 // copy of its modality (or the single tied copy).
-#include "mot/backend/cpu/kernels.hpp"
 #include "mot/model/model.hpp"
 
 namespace mot {
 
-void Model::norm_forward(const std::vector<size_t>& w, const float* x, float* y, float* rstd, int64_t d) {
+void Model::norm_forward(const std::vector<size_t>& w, ConstMat x, Mat y, float* rstd) {
   for (const RowGroup& g : rt_.groups[static_cast<int>(Component::Norm)])
-    cpu::rmsnorm_forward(x + g.begin * d, params_ + w[g.copy], y + g.begin * d, rstd + g.begin, g.end - g.begin, d,
-                         static_cast<float>(cfg_.norm_eps));
+    be_->rmsnorm_forward(x.slice(g.begin, g.end), params_ + w[g.copy], static_cast<float>(cfg_.norm_eps),
+                         y.slice(g.begin, g.end), rstd + g.begin);
 }
 
-void Model::norm_apply(const std::vector<size_t>& w, const float* x, const float* rstd, float* y, int64_t d) {
+void Model::norm_apply(const std::vector<size_t>& w, ConstMat x, const float* rstd, Mat y) {
   for (const RowGroup& g : rt_.groups[static_cast<int>(Component::Norm)])
-    cpu::rmsnorm_apply(x + g.begin * d, params_ + w[g.copy], rstd + g.begin, y + g.begin * d, g.end - g.begin, d);
+    be_->rmsnorm_apply(x.slice(g.begin, g.end), params_ + w[g.copy], rstd + g.begin, y.slice(g.begin, g.end));
 }
 
-void Model::norm_backward(const std::vector<size_t>& w, const float* x, const float* rstd, const float* dy,
-                          float* dx, bool accumulate, int64_t d) {
+void Model::norm_backward(const std::vector<size_t>& w, ConstMat x, const float* rstd, ConstMat dy, Mat dx,
+                          bool accumulate) {
   for (const RowGroup& g : rt_.groups[static_cast<int>(Component::Norm)])
-    cpu::rmsnorm_backward(x + g.begin * d, params_ + w[g.copy], rstd + g.begin, dy + g.begin * d, dx + g.begin * d,
-                          grads_ + w[g.copy], g.end - g.begin, d, accumulate, ws_.reduce);
+    be_->rmsnorm_backward(x.slice(g.begin, g.end), params_ + w[g.copy], rstd + g.begin, dy.slice(g.begin, g.end),
+                          dx.slice(g.begin, g.end), accumulate, grads_ + w[g.copy]);
 }
 
 }  // namespace mot

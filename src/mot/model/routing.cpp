@@ -56,8 +56,9 @@ void build_pools(const ModelConfig& c, Routing& r) {
 
 void Routing::reserve(const ModelConfig& c, int64_t rows, int64_t len) {
   const size_t n = static_cast<size_t>(rows * len);
-  for (auto* v : {&perm, &inv, &input, &target, &target_mod, &pos, &doc_start}) v->reserve(n);
+  for (auto* v : {&perm, &inv, &input, &target, &target_mod, &pos}) v->reserve(n);
   row_len.reserve(rows);
+  key_len.reserve(rows);
   pool_rows.reserve(n);
   pools.reserve(rows * c.n_modalities());
   moe.reserve(c.n_modalities());
@@ -66,35 +67,52 @@ void Routing::reserve(const ModelConfig& c, int64_t rows, int64_t len) {
   for (auto& g : groups) g.reserve(c.n_modalities());
 }
 
-void build_routing(const ModelConfig& c, const TokenBatch& batch, Routing& r) {
+namespace {
+
+// A batch built by hand (tests, generation) gets the same checks as one from shards.
+void check_batch(const ModelConfig& c, const Batch& batch) {
+  const int M = c.n_modalities();
+  for (int64_t b = 0; b < batch.rows; ++b) {
+    const int64_t n = batch.row_len[b];
+    if (n < 0 || n > batch.len) fail("batch row ", b, ": length ", n, " is outside [0, ", batch.len, "]");
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t i = batch.at(b, t);
+      if (batch.modality[i] < 0 || batch.modality[i] >= M)
+        fail("batch row ", b, ", position ", t, ": modality ", batch.modality[i], " is not one of the ", M,
+             " modalities");
+      if (batch.token[i] < 0 || batch.token[i] >= c.vocab_size)
+        fail("token id ", batch.token[i], " (row ", b, ", position ", t, ") is outside the vocabulary [0, ",
+             c.vocab_size, ")");
+      if (batch.target[i] >= c.vocab_size || (batch.target[i] >= 0) != (batch.target_modality[i] >= 0) ||
+          batch.target_modality[i] >= M)
+        fail("batch row ", b, ", position ", t, ": target ", batch.target[i], " of modality ",
+             batch.target_modality[i], " is invalid");
+      if (batch.kv_lo[i] < 0 || batch.kv_lo[i] > batch.kv_hi[i] || batch.kv_hi[i] > n)
+        fail("batch row ", b, ", position ", t, ": key range [", batch.kv_lo[i], ", ", batch.kv_hi[i],
+             ") is outside the row's ", n, " positions");
+    }
+  }
+}
+
+}  // namespace
+
+void build_routing(const ModelConfig& c, const Batch& batch, Routing& r) {
+  check_batch(c, batch);
   const int M = c.n_modalities();
   r.B = batch.rows;
-  r.T = batch.len > 0 ? batch.len - 1 : 0;
-  r.row_len.assign(r.B, 0);
+  r.T = batch.len;
+  r.row_len.assign(batch.row_len.begin(), batch.row_len.end());
+  r.key_len.assign(batch.row_len.begin(), batch.row_len.end());
   r.inv.assign(r.B * r.T, -1);
-  r.doc_start.assign(r.B * r.T, 0);
   r.mod_begin.assign(M + 1, 0);
   r.targets_by_mod.assign(M, 0);
   r.n_targets = 0;
+  r.keys = {r.row_len.data(), r.key_len.data(), batch.kv_lo.data(), batch.kv_hi.data()};
 
-  // Pass 1: validate, count valid tokens per row and positions per modality.
+  // Pass 1: positions per modality.
   std::vector<int64_t>& count = r.mod_begin;  // reused as counts first (size M + 1)
-  for (int64_t b = 0; b < r.B; ++b) {
-    int64_t valid = 0;
-    while (valid < batch.len && batch.at(b, valid) != -1) {
-      const int32_t tok = batch.at(b, valid);
-      if (tok < 0 || tok >= c.vocab_size)
-        fail("token id ", tok, " (row ", b, ", position ", valid, ") is outside the vocabulary [0, ",
-             c.vocab_size, ")");
-      ++valid;
-    }
-    for (int64_t t = valid; t < batch.len; ++t)
-      if (batch.at(b, t) != -1)
-        fail("row ", b, ": padding (-1) at position ", valid, " is followed by token ", batch.at(b, t),
-             " (-1 may only pad the end of a row)");
-    r.row_len[b] = static_cast<int32_t>(valid > 0 ? valid - 1 : 0);
-    for (int64_t t = 0; t < r.row_len[b]; ++t) count[c.modality_of_token(batch.at(b, t)) + 1]++;
-  }
+  for (int64_t b = 0; b < r.B; ++b)
+    for (int64_t t = 0; t < r.row_len[b]; ++t) count[batch.modality[batch.at(b, t)] + 1]++;
   for (int m = 0; m < M; ++m) count[m + 1] += count[m];  // exclusive prefix sums = offsets
   r.N = r.mod_begin[M];
   r.perm.resize(r.N);
@@ -111,22 +129,17 @@ void build_routing(const ModelConfig& c, const TokenBatch& batch, Routing& r) {
   for (int m = 0; m < M; ++m) cur[m] = r.mod_begin[m];
   const bool swap = debug_swap() && M >= 2;
   for (int64_t b = 0; b < r.B; ++b) {
-    int32_t start = 0;
     for (int64_t t = 0; t < r.row_len[b]; ++t) {
-      const int32_t tok = batch.at(b, t);
-      const int m = c.modality_of_token(tok);
-      const int64_t s = cur[m]++;
-      const int32_t tgt = batch.at(b, t + 1);
+      const int64_t i = batch.at(b, t);
+      const int64_t s = cur[batch.modality[i]]++;
       r.perm[s] = static_cast<int32_t>(b * r.T + t);
       r.inv[b * r.T + t] = static_cast<int32_t>(s);
-      r.input[s] = tok;
-      r.target[s] = tgt;
-      r.pos[s] = static_cast<int32_t>(t);
-      const int tm = tgt >= 0 ? c.modality_of_token(tgt) : -1;
+      r.input[s] = batch.token[i];
+      r.target[s] = batch.target[i];
+      r.pos[s] = batch.pos[i];
+      const int tm = batch.target_modality[i];
       r.target_mod[s] = tm;
       if (tm >= 0) { r.n_targets++; r.targets_by_mod[tm]++; }
-      if (c.doc_mask && tok == c.bos_id) start = static_cast<int32_t>(t);
-      r.doc_start[b * r.T + t] = c.doc_mask ? start : 0;
     }
   }
 

@@ -7,19 +7,11 @@
 #include <cstdint>
 #include <vector>
 
+#include "mot/backend/backend.hpp"
+#include "mot/model/batch.hpp"
 #include "mot/model/config.hpp"
 
 namespace mot {
-
-// Token rows as they come from data: rows x len ids, -1 padding only at row ends.
-// Position t of a row is an input; its target is token t+1. The last valid token of a
-// row is only a target (its own logits would have no target), so a row of n valid
-// tokens has n - 1 positions.
-struct TokenBatch {
-  int64_t rows = 0, len = 0;
-  std::vector<int32_t> tokens;
-  int32_t at(int64_t r, int64_t t) const { return tokens[r * len + t]; }
-};
 
 struct RowGroup {
   int64_t begin = 0, end = 0;  // sorted rows [begin, end)
@@ -30,10 +22,7 @@ struct RowGroup {
 // row group (arch = "moe": the whole row; hybrid: the row's positions of that modality).
 // Positions are the row's inputs: its last valid token is only a target and takes no
 // part in the choice.
-struct MoePool {
-  int64_t begin = 0, size = 0;  // its sorted rows are pool_rows[begin, begin + size), in position order
-  int64_t pick0 = 0;            // where its picks start in each expert's pick list of the group
-};
+using MoePool = ExpertPool;
 
 struct MoeGroup {
   int64_t begin = 0, end = 0;  // the ffn row group (sorted rows)
@@ -54,9 +43,10 @@ struct Routing {
   std::vector<int32_t> input;      // sorted s -> input token
   std::vector<int32_t> target;     // sorted s -> target token, -1 if none
   std::vector<int32_t> target_mod; // sorted s -> modality of the target, -1 if none
-  std::vector<int32_t> pos;        // sorted s -> RoPE position t
-  std::vector<int32_t> doc_start;  // b*T + t -> first key position it may attend to
+  std::vector<int32_t> pos;        // sorted s -> RoPE position
+  KeyRanges keys;                  // the batch's key ranges, [B * T] in sequence order
   std::vector<int64_t> mod_begin;  // M + 1 offsets into sorted order, by input modality
+  std::vector<int32_t> key_len;    // [B] keys of each row (= row_len without a cache)
   std::vector<RowGroup> groups[kComponents];  // contiguous rows sharing one weight copy
   int64_t n_targets = 0;
   std::vector<int64_t> targets_by_mod;
@@ -69,8 +59,8 @@ struct Routing {
   void reserve(const ModelConfig& c, int64_t rows, int64_t len);
 };
 
-// Validates the tokens (ids in the vocabulary, -1 only as trailing padding) and fills
-// `r`. Throws mot::Error on bad tokens.
-void build_routing(const ModelConfig& c, const TokenBatch& batch, Routing& r);
+// Checks the batch (modalities, token ids, key ranges in range; mot::Error otherwise)
+// and fills `r`. `r.keys` points into `batch`, which must outlive the routing's use.
+void build_routing(const ModelConfig& c, const Batch& batch, Routing& r);
 
 }  // namespace mot

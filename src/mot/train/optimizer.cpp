@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "mot/backend/cpu/kernels.hpp"
 #include "mot/core/profile.hpp"
 
 namespace mot {
@@ -18,17 +17,17 @@ double lr_at(const TrainConfig& t, int64_t step) {
 double clip_gradients(Model& m, double max_norm) {
   prof::Scope prof_scope(prof::Optimizer);
   const int64_t P = static_cast<int64_t>(m.table().total);
-  const double norm = std::sqrt(cpu::sum_squares(m.grads(), P));
+  const double norm = std::sqrt(m.backend().sum_squares(m.grads(), P));
   if (max_norm > 0) {
     const double coef = max_norm / (norm + 1e-6);
-    if (coef < 1.0) cpu::scale(m.grads(), P, static_cast<float>(coef));
+    if (coef < 1.0) m.backend().scale(m.grads(), P, static_cast<float>(coef));
   }
   return norm;
 }
 
 void adamw_step(Model& m, const TrainConfig& cfg, double lr, int64_t t) {
   prof::Scope prof_scope(prof::Optimizer);
-  cpu::AdamWStep s;
+  AdamWStep s;
   s.lr = static_cast<float>(lr);
   s.beta1 = static_cast<float>(cfg.beta1);
   s.beta2 = static_cast<float>(cfg.beta2);
@@ -39,8 +38,8 @@ void adamw_step(Model& m, const TrainConfig& cfg, double lr, int64_t t) {
   s.bias2 = static_cast<float>(1.0 - std::pow(cfg.beta2, static_cast<double>(t)));
   for (const auto& e : m.table().entries) {
     s.weight_decay = e.decay ? static_cast<float>(cfg.weight_decay) : 0.0f;
-    cpu::adamw(m.params() + e.offset, m.grads() + e.offset, m.adam_m() + e.offset, m.adam_v() + e.offset,
-               static_cast<int64_t>(e.numel), s);
+    m.backend().adamw(m.params() + e.offset, m.grads() + e.offset, m.adam_m() + e.offset, m.adam_v() + e.offset,
+                      static_cast<int64_t>(e.numel), s);
   }
 }
 

@@ -184,7 +184,7 @@ int run_training(const TrainOptions& opt) {
   for (const auto& v : vals) val_len = std::max(val_len, v.src->row_len());
   const int64_t row_len = std::max(train_src->row_len(), val_len);
   ensure_training_fits(rc, row_len);  // refuse absurd sizes (grad_accum included) before allocating
-  Model model(mc, tc.batch_size, row_len, true, cpu::parse_precision(tc.dtype, "train.dtype"));
+  Model model(mc, tc.batch_size, row_len, true, parse_precision(tc.dtype, "train.dtype"));
 
   const std::string run_json = rc.to_json().dump();
   int64_t saved_step = -1;  // the step of the newest checkpoint on disk (-1: none yet)

@@ -5,9 +5,11 @@
 #pragma once
 #include <cstdint>
 
+#include "mot/backend/backend.hpp"
+
 namespace mot::cpu {
 
-constexpr int64_t kReduceChunks = 16;  // partial sums per row reduction
+using mot::kReduceChunks;  // partial sums per row reduction
 
 // y = x * rstd * w per row; rstd[r] = 1/sqrt(mean(x_r^2) + eps). Rows have stride d.
 void rmsnorm_forward(const float* x, const float* w, float* y, float* rstd, int64_t n, int64_t d, float eps);
@@ -31,11 +33,7 @@ double sum_squares(const float* x, int64_t n);
 void scale(float* x, int64_t n, float s);
 
 // Decoupled AdamW on a contiguous slice (PyTorch's AdamW formula).
-struct AdamWStep {
-  float lr, beta1, beta2, eps, weight_decay;  // weight_decay already 0 for no-decay tensors
-  float bias1, bias2;                          // 1 - beta^t
-  float one_minus_beta1, one_minus_beta2;      // computed in double: 1 - 0.999f is not 0.001
-};
+using AdamWStep = mot::AdamWStep;
 void adamw(float* p, const float* g, float* m, float* v, int64_t n, const AdamWStep& s);
 
 }  // namespace mot::cpu

@@ -5,7 +5,7 @@
 #include "mot/core/error.hpp"
 #include "mot/core/profile.hpp"
 
-namespace mot::cpu {
+namespace mot {
 
 Precision parse_precision(const std::string& s, const std::string& where) {
   if (s == "fp32") return Precision::fp32;
@@ -14,6 +14,10 @@ Precision parse_precision(const std::string& s, const std::string& where) {
 }
 
 const char* precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
+
+}  // namespace mot
+
+namespace mot::cpu {
 
 void Matmul::set_bf16(const float* rounded_begin, const float* rounded_end, float* scratch_a, float* scratch_b,
                       int64_t scratch_floats) {

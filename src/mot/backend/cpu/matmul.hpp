@@ -11,13 +11,13 @@
 // bf16 dot products a bf16 kernel would replace the sgemm call with the same results.
 #pragma once
 #include <cstdint>
-#include <string>
+#include "mot/backend/precision.hpp"
 
 namespace mot::cpu {
 
-enum class Precision { fp32, bf16 };
-Precision parse_precision(const std::string& s, const std::string& where);  // "fp32" | "bf16"
-const char* precision_name(Precision p);
+using mot::Precision;  // older spellings, kept for callers outside model/
+using mot::parse_precision;
+using mot::precision_name;
 
 class Matmul {
  public:
