@@ -63,12 +63,14 @@ struct KeyRanges {
   const int32_t* hi = nullptr;     // [B * Tq]
 };
 
-// Where each sorted row's query, key and value go in the [B, H, T, hd] attention
-// tensors, and its rotary position.
+// Where each sorted row's query, key and value go in the attention tensors, and its
+// rotary position. Queries (and outputs) are [B, H, Tq, hd]; keys and values
+// [B, H, Tk, hd], which may be a KV cache holding earlier positions too.
 struct HeadLayout {
-  int64_t T = 0, H = 0, hd = 0;
-  const int32_t* slot = nullptr;  // sorted row -> b * T + t
-  const int32_t* pos = nullptr;   // sorted row -> RoPE position
+  int64_t Tq = 0, Tk = 0, H = 0, hd = 0;
+  const int32_t* q_slot = nullptr;   // sorted row -> b * Tq + t
+  const int32_t* kv_slot = nullptr;  // sorted row -> b * Tk + key index
+  const int32_t* pos = nullptr;      // sorted row -> RoPE position
   const float* rope_cos = nullptr, *rope_sin = nullptr;  // [positions, hd / 2]
 };
 

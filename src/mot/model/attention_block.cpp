@@ -10,10 +10,12 @@ namespace mot {
 
 HeadLayout Model::head_layout() const {
   HeadLayout lay;
-  lay.T = rt_.T;
+  lay.Tq = rt_.T;
+  lay.Tk = rt_.Tk;
   lay.H = cfg_.n_heads;
   lay.hd = cfg_.head_dim();
-  lay.slot = rt_.perm.data();
+  lay.q_slot = rt_.perm.data();
+  lay.kv_slot = rt_.key_slot.data();
   lay.pos = rt_.pos.data();
   lay.rope_cos = ws_.rope_cos;
   lay.rope_sin = ws_.rope_sin;
@@ -25,16 +27,19 @@ void Model::attention_forward(int l, ConstMat in, Mat out) {
   const LayerOffsets& w = table_.layers[l];
   const HeadLayout lay = head_layout();
   const auto& groups = rt_.groups[static_cast<int>(Component::Attention)];
+  // Keys and values: this layer's own, or the KV cache's (which also holds earlier positions).
+  float* K = cache_ ? cache_->k[l] : a.K;
+  float* V = cache_ ? cache_->v[l] : a.V;
   for (const RowGroup& g : groups)
     be_->linear_forward(in.slice(g.begin, g.end), wmat_ + w.wqkv[g.copy], a.qkv.slice(g.begin, g.end));
   // To heads: QK-norm (weights of the position's own modality), RoPE, scatter.
   for (const RowGroup& g : groups) {
     QkNorm qk;
     if (cfg_.qk_norm) qk = {params_ + w.q_norm[g.copy], params_ + w.k_norm[g.copy], float(cfg_.norm_eps), a.qk_rstd};
-    be_->heads_forward(lay, g.begin, g.end, a.qkv, qk, a.Q, a.K, a.V);
+    be_->heads_forward(lay, g.begin, g.end, a.qkv, qk, a.Q, K, V);
   }
-  const AttnShape shape{rt_.B, lay.H, rt_.T, rt_.T, lay.hd};
-  be_->attention_forward(shape, a.Q, a.K, a.V, rt_.keys, a.O, a.lse);
+  const AttnShape shape{rt_.B, lay.H, rt_.T, rt_.Tk, lay.hd};
+  be_->attention_forward(shape, a.Q, K, V, rt_.keys, a.O, a.lse);
   // Back to sorted rows, heads concatenated.
   be_->heads_to_rows(lay, a.O, a.cat.slice(0, rt_.N));
   for (const RowGroup& g : groups)

@@ -12,30 +12,36 @@ namespace mot {
 struct Batch {
   int64_t rows = 0, len = 0;     // len: positions per row (the longest row)
   std::vector<int32_t> row_len;  // [rows] valid positions of each row (a prefix; the rest is padding)
+  // [rows] keys of the row already in the model's KV cache (generation: the prompt and
+  // the tokens decoded so far); this batch's position t is key past[b] + t. Empty: 0.
+  std::vector<int32_t> past;
   // Per position, [rows * len] row-major; entries past a row's length are ignored.
   std::vector<int32_t> modality;         // index into ModelConfig::modalities
   std::vector<int32_t> token;            // input token id
   std::vector<int32_t> target;           // next-token target id, -1: none
   std::vector<int32_t> target_modality;  // modality of the target, -1: none
   std::vector<int32_t> pos;              // rotary position
-  // Visible keys [kv_lo, kv_hi) of the row (key index = position index). Causal:
-  // kv_hi = t + 1; documents: kv_lo = the document's first position; a bidirectional
+  // Visible keys [kv_lo, kv_hi) of the row, as key indices (past[b] + position). Causal:
+  // kv_hi = key + 1; documents: kv_lo = the document's first key; a bidirectional
   // span: kv_hi = the span's end for each of its positions.
   std::vector<int32_t> kv_lo, kv_hi;
 
   int64_t at(int64_t b, int64_t t) const { return b * len + t; }
+  int32_t past_of(int64_t b) const { return past.empty() ? 0 : past[b]; }
   // rows x len positions, all padding (no allocation once reserved).
   void resize(int64_t rows_, int64_t len_) {
     rows = rows_;
     len = len_;
     const size_t n = static_cast<size_t>(rows * len);
     row_len.assign(static_cast<size_t>(rows), 0);
+    past.clear();
     for (auto* v : {&modality, &token, &pos, &kv_lo, &kv_hi}) v->assign(n, 0);
     for (auto* v : {&target, &target_modality}) v->assign(n, -1);
   }
   void reserve(int64_t rows_, int64_t len_) {
     const size_t n = static_cast<size_t>(rows_ * len_);
     row_len.reserve(static_cast<size_t>(rows_));
+    past.reserve(static_cast<size_t>(rows_));
     for (auto* v : {&modality, &token, &target, &target_modality, &pos, &kv_lo, &kv_hi}) v->reserve(n);
   }
 };

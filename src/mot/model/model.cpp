@@ -155,6 +155,15 @@ void Model::carve(Arena& a) {
   }
 }
 
+void Model::attach_kv_cache(KvCache* cache) {
+  if (cache && (cache->rows > max_rows_ || cache->capacity > max_len_ ||
+                static_cast<int>(cache->k.size()) != cfg_.n_layers || static_cast<int>(cache->v.size()) != cfg_.n_layers))
+    fail("KV cache of ", cache->rows, " rows x ", cache->capacity, " keys (", cache->k.size(),
+         " layers) does not fit this model (", max_rows_, " rows x ", max_len_, " positions, ", cfg_.n_layers,
+         " layers)");
+  cache_ = cache;
+}
+
 void Model::run(const TokenBatch& tokens, bool backward, float grad_scale, LossSums& out) {
   to_batch(cfg_, tokens, token_batch_);
   run(token_batch_, backward, grad_scale, out);
@@ -162,12 +171,15 @@ void Model::run(const TokenBatch& tokens, bool backward, float grad_scale, LossS
 
 void Model::run(const Batch& batch, bool backward, float grad_scale, LossSums& out) {
   if (backward && !training_) fail("internal: backward on an inference model");
+  if (backward && cache_) fail("internal: backward with a KV cache attached");
+  if (cache_ && batch.rows > cache_->rows)
+    fail("batch of ", batch.rows, " rows exceeds the KV cache's ", cache_->rows, " rows");
   if (batch.rows > max_rows_ || batch.len > max_len_ - 1)
     fail("batch of ", batch.rows, "x", batch.len + 1, " tokens exceeds the model's buffers (", max_rows_, "x",
          max_len_, ")");
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
-  build_routing(cfg_, batch, rt_);
+  build_routing(cfg_, batch, rt_, cache_ ? cache_->capacity : 0, max_len_);
   if (wmat_ != params_) be_->round_weights(params_, wmat_, static_cast<int64_t>(table_.total));
   inputs_forward();
   for (int l = 0; l < cfg_.n_layers; ++l) forward_layer(l);

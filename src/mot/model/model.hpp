@@ -93,6 +93,15 @@ struct Workspace {
   int32_t* moe_order = nullptr;  // [E, N] top-k scratch
 };
 
+// Keys and values kept across run() calls, for generation: each call writes its
+// positions' keys and values at key index past[b] + t of their row and attends over
+// everything cached. Per layer [rows, H, capacity, hd] in backend memory; the
+// generation code owns it.
+struct KvCache {
+  int64_t rows = 0, capacity = 0;
+  std::vector<float*> k, v;  // one per layer
+};
+
 // Wall-clock seconds spent in each part of run(), accumulated until reset.
 struct StepTimes {
   double forward = 0;   // routing, embedding and every layer's forward
@@ -126,6 +135,10 @@ class Model {
   void run(const Batch& batch, bool backward, float grad_scale, LossSums& out);
   // The same on token rows (data/format/token_batch.hpp), translated with to_batch().
   void run(const TokenBatch& tokens, bool backward, float grad_scale, LossSums& out);
+
+  // Later forward-only runs read and extend `cache` (nullptr: detach). Its rows and
+  // capacity must fit the model's max_rows and max_len.
+  void attach_kv_cache(KvCache* cache);
 
   const Routing& routing() const { return rt_; }
   StepTimes& times() { return times_; }
@@ -177,6 +190,7 @@ class Model {
   Workspace ws_;
   Routing rt_;
   Batch token_batch_;  // run(TokenBatch)'s translation, reused
+  KvCache* cache_ = nullptr;
   // Per modality: how its inputs enter and what it is trained on (model/io.hpp).
   std::vector<std::shared_ptr<InputAdapter>> adapters_;
   std::vector<std::shared_ptr<Objective>> objectives_;

@@ -56,7 +56,7 @@ void build_pools(const ModelConfig& c, Routing& r) {
 
 void Routing::reserve(const ModelConfig& c, int64_t rows, int64_t len) {
   const size_t n = static_cast<size_t>(rows * len);
-  for (auto* v : {&perm, &inv, &input, &target, &target_mod, &pos}) v->reserve(n);
+  for (auto* v : {&perm, &key_slot, &inv, &input, &target, &target_mod, &pos}) v->reserve(n);
   row_len.reserve(rows);
   key_len.reserve(rows);
   pool_rows.reserve(n);
@@ -70,11 +70,17 @@ void Routing::reserve(const ModelConfig& c, int64_t rows, int64_t len) {
 namespace {
 
 // A batch built by hand (tests, generation) gets the same checks as one from shards.
-void check_batch(const ModelConfig& c, const Batch& batch) {
+void check_batch(const ModelConfig& c, const Batch& batch, int64_t key_capacity, int64_t positions) {
   const int M = c.n_modalities();
+  if (!batch.past.empty() && static_cast<int64_t>(batch.past.size()) != batch.rows)
+    fail("batch: ", batch.past.size(), " cached-key counts for ", batch.rows, " rows");
   for (int64_t b = 0; b < batch.rows; ++b) {
-    const int64_t n = batch.row_len[b];
+    const int64_t n = batch.row_len[b], past = batch.past_of(b), keys = past + n;
     if (n < 0 || n > batch.len) fail("batch row ", b, ": length ", n, " is outside [0, ", batch.len, "]");
+    if (past < 0 || (past > 0 && key_capacity == 0))
+      fail("batch row ", b, ": ", past, " cached keys, but the model has no KV cache attached");
+    if (key_capacity > 0 && keys > key_capacity)
+      fail("batch row ", b, ": ", keys, " keys exceed the KV cache's ", key_capacity, " per row");
     for (int64_t t = 0; t < n; ++t) {
       const int64_t i = batch.at(b, t);
       if (batch.modality[i] < 0 || batch.modality[i] >= M)
@@ -87,22 +93,27 @@ void check_batch(const ModelConfig& c, const Batch& batch) {
           batch.target_modality[i] >= M)
         fail("batch row ", b, ", position ", t, ": target ", batch.target[i], " of modality ",
              batch.target_modality[i], " is invalid");
-      if (batch.kv_lo[i] < 0 || batch.kv_lo[i] > batch.kv_hi[i] || batch.kv_hi[i] > n)
+      if (batch.pos[i] < 0 || batch.pos[i] >= positions)
+        fail("batch row ", b, ", position ", t, ": rotary position ", batch.pos[i], " is outside [0, ", positions,
+             ")");
+      if (batch.kv_lo[i] < 0 || batch.kv_lo[i] > batch.kv_hi[i] || batch.kv_hi[i] > keys)
         fail("batch row ", b, ", position ", t, ": key range [", batch.kv_lo[i], ", ", batch.kv_hi[i],
-             ") is outside the row's ", n, " positions");
+             ") is outside the row's ", keys, " keys");
     }
   }
 }
 
 }  // namespace
 
-void build_routing(const ModelConfig& c, const Batch& batch, Routing& r) {
-  check_batch(c, batch);
+void build_routing(const ModelConfig& c, const Batch& batch, Routing& r, int64_t key_capacity, int64_t positions) {
+  check_batch(c, batch, key_capacity, positions);
   const int M = c.n_modalities();
   r.B = batch.rows;
   r.T = batch.len;
+  r.Tk = key_capacity > 0 ? key_capacity : batch.len;
   r.row_len.assign(batch.row_len.begin(), batch.row_len.end());
-  r.key_len.assign(batch.row_len.begin(), batch.row_len.end());
+  r.key_len.resize(r.B);
+  for (int64_t b = 0; b < r.B; ++b) r.key_len[b] = batch.past_of(b) + batch.row_len[b];
   r.inv.assign(r.B * r.T, -1);
   r.mod_begin.assign(M + 1, 0);
   r.targets_by_mod.assign(M, 0);
@@ -116,6 +127,7 @@ void build_routing(const ModelConfig& c, const Batch& batch, Routing& r) {
   for (int m = 0; m < M; ++m) count[m + 1] += count[m];  // exclusive prefix sums = offsets
   r.N = r.mod_begin[M];
   r.perm.resize(r.N);
+  r.key_slot.resize(r.N);
   r.input.resize(r.N);
   r.target.resize(r.N);
   r.target_mod.resize(r.N);
@@ -133,6 +145,7 @@ void build_routing(const ModelConfig& c, const Batch& batch, Routing& r) {
       const int64_t i = batch.at(b, t);
       const int64_t s = cur[batch.modality[i]]++;
       r.perm[s] = static_cast<int32_t>(b * r.T + t);
+      r.key_slot[s] = static_cast<int32_t>(b * r.Tk + batch.past_of(b) + t);
       r.inv[b * r.T + t] = static_cast<int32_t>(s);
       r.input[s] = batch.token[i];
       r.target[s] = batch.target[i];

@@ -5,6 +5,7 @@
 // of rows. Only attention reads sequence order, through `perm`.
 #pragma once
 #include <cstdint>
+#include <climits>
 #include <vector>
 
 #include "mot/backend/backend.hpp"
@@ -37,8 +38,10 @@ struct MoeGroup {
 
 struct Routing {
   int64_t B = 0, T = 0, N = 0;     // rows, positions per row (max), valid positions
+  int64_t Tk = 0;                  // keys per row of the attention tensors (T, or a KV cache's capacity)
   std::vector<int32_t> row_len;    // valid positions of each row (a prefix)
-  std::vector<int32_t> perm;       // sorted s -> b*T + t
+  std::vector<int32_t> perm;       // sorted s -> b*T + t (its query slot)
+  std::vector<int32_t> key_slot;   // sorted s -> b*Tk + past[b] + t (where its key and value go)
   std::vector<int32_t> inv;        // b*T + t -> sorted s, -1 for padding
   std::vector<int32_t> input;      // sorted s -> input token
   std::vector<int32_t> target;     // sorted s -> target token, -1 if none
@@ -46,7 +49,7 @@ struct Routing {
   std::vector<int32_t> pos;        // sorted s -> RoPE position
   KeyRanges keys;                  // the batch's key ranges, [B * T] in sequence order
   std::vector<int64_t> mod_begin;  // M + 1 offsets into sorted order, by input modality
-  std::vector<int32_t> key_len;    // [B] keys of each row (= row_len without a cache)
+  std::vector<int32_t> key_len;    // [B] keys of each row: past[b] + row_len[b]
   std::vector<RowGroup> groups[kComponents];  // contiguous rows sharing one weight copy
   int64_t n_targets = 0;
   std::vector<int64_t> targets_by_mod;
@@ -61,6 +64,9 @@ struct Routing {
 
 // Checks the batch (modalities, token ids, key ranges in range; mot::Error otherwise)
 // and fills `r`. `r.keys` points into `batch`, which must outlive the routing's use.
-void build_routing(const ModelConfig& c, const Batch& batch, Routing& r);
+// key_capacity: keys per row of an attached KV cache (batch.past allowed), 0 without.
+// positions: rotary positions must lie in [0, positions) (the model's RoPE table).
+void build_routing(const ModelConfig& c, const Batch& batch, Routing& r, int64_t key_capacity = 0,
+                   int64_t positions = INT32_MAX);
 
 }  // namespace mot

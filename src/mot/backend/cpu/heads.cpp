@@ -44,23 +44,24 @@ void CpuBackend::rope_table(int64_t positions, int64_t hd, double theta, float* 
 
 void CpuBackend::heads_forward(const HeadLayout& lay, int64_t s0, int64_t s1, ConstMat qkv, const QkNorm& qk,
                                float* Q, float* K, float* V) {
-  const int64_t H = lay.H, hd = lay.hd, half = hd / 2, d = H * hd, T = lay.T;
+  const int64_t H = lay.H, hd = lay.hd, half = hd / 2, d = H * hd, Tq = lay.Tq, Tk = lay.Tk;
   const float* qw = qk.q_w;
   const float* kw = qk.k_w;
   const float eps = qk.eps;
 #pragma omp parallel for schedule(static)
   for (int64_t s = s0; s < s1; ++s) {
-    const int64_t b = lay.slot[s] / T, t = lay.slot[s] % T;
+    const int64_t b = lay.q_slot[s] / Tq, t = lay.q_slot[s] % Tq;
+    const int64_t kb = lay.kv_slot[s] / Tk, key = lay.kv_slot[s] % Tk;
     const float* cs = lay.rope_cos + lay.pos[s] * half;
     const float* sn = lay.rope_sin + lay.pos[s] * half;
     const float* row = qkv.row(s);
     for (int64_t h = 0; h < H; ++h) {
-      const int64_t dst = ((b * H + h) * T + t) * hd;
-      float* q = Q + dst;
-      float* k = K + dst;
+      const int64_t q_at = ((b * H + h) * Tq + t) * hd, kv_at = ((kb * H + h) * Tk + key) * hd;
+      float* q = Q + q_at;
+      float* k = K + kv_at;
       std::memcpy(q, row + h * hd, sizeof(float) * hd);
       std::memcpy(k, row + d + h * hd, sizeof(float) * hd);
-      std::memcpy(V + dst, row + 2 * d + h * hd, sizeof(float) * hd);
+      std::memcpy(V + kv_at, row + 2 * d + h * hd, sizeof(float) * hd);
       if (qw) {
         float sq = 0.0f, sk = 0.0f;
         for (int64_t i = 0; i < hd; ++i) { sq += q[i] * q[i]; sk += k[i] * k[i]; }
@@ -80,7 +81,7 @@ void CpuBackend::heads_forward(const HeadLayout& lay, int64_t s0, int64_t s1, Co
 void CpuBackend::heads_backward(const HeadLayout& lay, int64_t s0, int64_t s1, ConstMat qkv, const QkNorm& qk,
                                 const float* dQ, const float* dK, const float* dV, Mat dqkv, float* dq_w,
                                 float* dk_w) {
-  const int64_t H = lay.H, hd = lay.hd, half = hd / 2, d = H * hd, T = lay.T;
+  const int64_t H = lay.H, hd = lay.hd, half = hd / 2, d = H * hd, Tq = lay.Tq, Tk = lay.Tk;
   const float* qw = qk.q_w;
   const float* kw = qk.k_w;
   const int64_t n = s1 - s0, per = (n + kReduceChunks - 1) / kReduceChunks;
@@ -92,18 +93,19 @@ void CpuBackend::heads_backward(const HeadLayout& lay, int64_t s0, int64_t s1, C
     float* pk = pq + hd;
     const int64_t c1 = std::min(s1, s0 + (c + 1) * per);
     for (int64_t s = s0 + c * per; s < c1; ++s) {
-      const int64_t b = lay.slot[s] / T, t = lay.slot[s] % T;
+      const int64_t b = lay.q_slot[s] / Tq, t = lay.q_slot[s] % Tq;
+      const int64_t kb = lay.kv_slot[s] / Tk, key = lay.kv_slot[s] % Tk;
       const float* cs = lay.rope_cos + lay.pos[s] * half;
       const float* sn = lay.rope_sin + lay.pos[s] * half;
       const float* raw = qkv.row(s);
       float* drow = dqkv.row(s);
       for (int64_t h = 0; h < H; ++h) {
-        const int64_t src = ((b * H + h) * T + t) * hd;
+        const int64_t q_at = ((b * H + h) * Tq + t) * hd, kv_at = ((kb * H + h) * Tk + key) * hd;
         float* dq = drow + h * hd;
         float* dk = drow + d + h * hd;
-        std::memcpy(dq, dQ + src, sizeof(float) * hd);
-        std::memcpy(dk, dK + src, sizeof(float) * hd);
-        std::memcpy(drow + 2 * d + h * hd, dV + src, sizeof(float) * hd);
+        std::memcpy(dq, dQ + q_at, sizeof(float) * hd);
+        std::memcpy(dk, dK + kv_at, sizeof(float) * hd);
+        std::memcpy(drow + 2 * d + h * hd, dV + kv_at, sizeof(float) * hd);
         rope_backward(dq, cs, sn, half);
         rope_backward(dk, cs, sn, half);
         if (!qw) continue;
@@ -135,20 +137,20 @@ void CpuBackend::heads_backward(const HeadLayout& lay, int64_t s0, int64_t s1, C
 }
 
 void CpuBackend::heads_to_rows(const HeadLayout& lay, const float* O, Mat cat) {
-  const int64_t H = lay.H, hd = lay.hd, T = lay.T;
+  const int64_t H = lay.H, hd = lay.hd, T = lay.Tq;
 #pragma omp parallel for schedule(static)
   for (int64_t s = 0; s < cat.rows; ++s) {
-    const int64_t b = lay.slot[s] / T, t = lay.slot[s] % T;
+    const int64_t b = lay.q_slot[s] / T, t = lay.q_slot[s] % T;
     for (int64_t h = 0; h < H; ++h)
       std::memcpy(cat.row(s) + h * hd, O + ((b * H + h) * T + t) * hd, sizeof(float) * hd);
   }
 }
 
 void CpuBackend::rows_to_heads(const HeadLayout& lay, ConstMat dcat, float* dO) {
-  const int64_t H = lay.H, hd = lay.hd, T = lay.T;
+  const int64_t H = lay.H, hd = lay.hd, T = lay.Tq;
 #pragma omp parallel for schedule(static)
   for (int64_t s = 0; s < dcat.rows; ++s) {
-    const int64_t b = lay.slot[s] / T, t = lay.slot[s] % T;
+    const int64_t b = lay.q_slot[s] / T, t = lay.q_slot[s] % T;
     for (int64_t h = 0; h < H; ++h)
       std::memcpy(dO + ((b * H + h) * T + t) * hd, dcat.row(s) + h * hd, sizeof(float) * hd);
   }
