@@ -28,6 +28,7 @@
 #include "mot/train/checkpoint.hpp"
 #include "mot/train/evaluate.hpp"
 #include "mot/train/optimizer.hpp"
+#include "mot/train/train_rng.hpp"
 
 namespace mot {
 
@@ -210,7 +211,7 @@ struct StepResult {
 };
 
 // One `mot train` session over a run directory: model, data, training state (step,
-// data cursor), the metrics file and the checkpoints.
+// data cursor, RNG), the metrics file and the checkpoints.
 class Trainer {
  public:
   Trainer(const TrainOptions& opt, const RunConfig& rc, TrainData& data, Model& model)
@@ -248,6 +249,7 @@ class Trainer {
   Model& model_;
   const std::string run_json_;
   TrainState state_;              // the state after state_.step steps
+  Rng rng_;                       // the training RNG (train_rng.hpp), saved with the state
   int64_t start_step_ = 0;        // the step this session started at
   int64_t saved_step_ = -1;       // the step of the newest checkpoint on disk (-1: none yet)
   int64_t tokens_total_ = 0;      // trained this session
@@ -259,7 +261,7 @@ class Trainer {
   LossSums sums_, val_;
 };
 
-// Continues from `ck`: weights, AdamW moments, step and data cursor; the metrics
+// Continues from `ck`: weights, AdamW moments, step, data cursor and RNG; the metrics
 // after its step are cut off (this session rewrites them).
 void Trainer::resume(const Checkpoint& ck) {
   state_ = load_train_state(ck.state, model_);
@@ -276,6 +278,10 @@ void Trainer::resume(const Checkpoint& ck) {
   if (opt_.stop_at > 0 && opt_.stop_at <= state_.step)
     fail("--stop-at ", opt_.stop_at, ": the run in ", opt_.out_dir, " is already at step ", state_.step,
          "; give a later step");
+  if (state_.rng_state)
+    rng_.set_state(*state_.rng_state);
+  else  // a state file from before the RNG was saved
+    rng_ = train_rng(static_cast<uint64_t>(tc_.seed), state_.step);
   start_step_ = saved_step_ = state_.step;
   std::fprintf(stderr, "resuming %s at step %lld\n", opt_.out_dir.c_str(), static_cast<long long>(state_.step));
   truncate_metrics(paths_.metrics, state_.step);
@@ -293,6 +299,7 @@ void Trainer::start_new() {
   } else {
     init_params(mc_, model_.table(), model_.params(), static_cast<uint64_t>(tc_.seed));
   }
+  rng_ = train_rng(static_cast<uint64_t>(tc_.seed));
   io::write_file_atomic(paths_.config, rc_.to_toml());
   io::write_file_atomic(paths_.metrics, "");
 }
@@ -445,6 +452,7 @@ std::optional<int> Trainer::checkpoint_or_stop(int64_t done) {
 void Trainer::save_checkpoint(int64_t step) {
   state_.step = step;
   state_.config_json = run_json_;
+  state_.rng_state = rng_.state();
   try {
     write_checkpoint(opt_.out_dir, model_, state_);
   } catch (const Error& e) {
