@@ -4,9 +4,11 @@ import hashlib
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
+import tomllib
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -23,6 +25,60 @@ def latest(run_dir, name="state.safetensors"):
     root = os.path.join(run_dir, "checkpoints")
     steps = sorted(n for n in os.listdir(root) if n.startswith("step-") and n[5:].isdigit())
     return os.path.join(root, steps[-1], name)
+
+
+def read_safetensors(path):
+    """(header without __metadata__, metadata, data section) of a safetensors file."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    return {k: v for k, v in header.items() if k != "__metadata__"}, header.get("__metadata__", {}), raw[8 + n:]
+
+
+def rng_state(path):
+    """The training RNG's four 64-bit words from a state.safetensors (F32 [4, 4] of 16-bit limbs)."""
+    tensors, _, data = read_safetensors(path)
+    t = tensors["rng_state"]
+    assert t["dtype"] == "F32" and t["shape"] == [4, 4], t
+    begin, end = t["data_offsets"]
+    limbs = struct.unpack("<16f", data[begin:end])
+    assert all(0 <= v <= 0xffff and v == int(v) for v in limbs), limbs
+    return [sum(int(limbs[4 * w + k]) << (16 * k) for k in range(4)) for w in range(4)]
+
+
+def drop_tensor(path, name):
+    """Rewrites a safetensors file without tensor `name` (as an older mot wrote it)."""
+    tensors, meta, data = read_safetensors(path)
+    header, chunks, offset = {"__metadata__": meta}, [], 0
+    for k, t in sorted(tensors.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+        if k == name:
+            continue
+        begin, end = t["data_offsets"]
+        header[k] = dict(t, data_offsets=[offset, offset + end - begin])
+        chunks.append(data[begin:end])
+        offset += end - begin
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text + b"".join(chunks))
+
+
+def train_rng(seed, step):
+    """src/mot/train/train_rng.hpp: the RNG state derived from seed and step (splitmix64 seeding)."""
+    mask = (1 << 64) - 1
+    h = 0xcbf29ce484222325
+    for c in b"mot/train-rng":
+        h = ((h ^ c) * 0x100000001b3) & mask
+    x = (seed ^ h ^ (step * 0x9e3779b97f4a7c15)) & mask
+    words = []
+    for _ in range(4):
+        x = (x + 0x9e3779b97f4a7c15) & mask
+        z = x
+        z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & mask
+        z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & mask
+        words.append(z ^ (z >> 31))
+    return words
 
 
 class Training(unittest.TestCase):
@@ -65,6 +121,36 @@ class Training(unittest.TestCase):
         self.assertEqual([m.get("val_loss") for m in ma], [m.get("val_loss") for m in mb])
         self.assertEqual(digest(self.w.p("straight/model.safetensors")), digest(self.w.p("split/model.safetensors")))
         self.assertEqual(digest(latest(self.w.p("straight"))), digest(latest(self.w.p("split"))))
+        self.assertEqual(rng_state(latest(self.w.p("straight"))), rng_state(latest(self.w.p("split"))))
+
+    def test_rng_state_is_saved_and_resumed(self):
+        """The training RNG (DESIGN: part of the training state) is in every checkpoint;
+        a --stop-at/--resume run holds the same state at each step as a straight run,
+        and a state file without it (an older mot) resumes from a state derived from
+        seed and step."""
+        straight, split = self.w.p("rng-straight"), self.w.p("rng-split")
+        self.assertEqual(self.train("rng-straight", "--steps", "6", "--stop-at", "3").returncode, 0)
+        at_3 = rng_state(latest(straight))
+        self.assertEqual(run(["train", "--resume", "--out", straight]).returncode, 0)
+        self.assertEqual(self.train("rng-split", "--steps", "6", "--stop-at", "3").returncode, 0)
+        self.assertEqual(rng_state(latest(split)), at_3)
+        self.assertEqual(run(["train", "--resume", "--out", split, "--stop-at", "5"]).returncode, 0)
+        self.assertEqual(run(["train", "--resume", "--out", split]).returncode, 0)
+        self.assertEqual(rng_state(latest(split)), rng_state(latest(straight)))
+        self.assertEqual([m["loss"] for m in metrics(split)], [m["loss"] for m in metrics(straight)])
+        # An older state file: no rng_state tensor.
+        old = self.w.p("rng-old")
+        self.assertEqual(self.train("rng-old", "--steps", "6", "--stop-at", "3").returncode, 0)
+        drop_tensor(latest(old), "rng_state")
+        self.assertNotIn("rng_state", read_safetensors(latest(old))[0])
+        r = run(["train", "--resume", "--out", old])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual([m["loss"] for m in metrics(old)], [m["loss"] for m in metrics(straight)])
+        with open(os.path.join(old, "config.toml"), "rb") as f:
+            seed = tomllib.load(f)["train"]["seed"]
+        # Nothing draws from the RNG yet, so the state at step 6 is the one derived at step 3.
+        self.assertEqual(rng_state(latest(old)), train_rng(seed, 3))
+        self.assertNotEqual(train_rng(seed, 3), at_3)
 
     def test_existing_run_needs_resume(self):
         self.assertEqual(self.train("twice", "--steps", "2").returncode, 0)

@@ -27,6 +27,26 @@ std::map<std::string, std::string> model_meta(const Model& m, const std::map<std
   return meta;
 }
 
+// rng_state in state.safetensors: F32 [4, 4], row w = word w's 16-bit limbs, least
+// significant first (integers up to 65535, which F32 holds exactly).
+std::array<float, 16> rng_limbs(const std::array<uint64_t, 4>& words) {
+  std::array<float, 16> limbs;
+  for (int w = 0; w < 4; ++w)
+    for (int k = 0; k < 4; ++k) limbs[4 * w + k] = static_cast<float>((words[w] >> (16 * k)) & 0xffff);
+  return limbs;
+}
+
+std::array<uint64_t, 4> rng_words(const std::array<float, 16>& limbs, const std::string& path) {
+  std::array<uint64_t, 4> words{};
+  for (int i = 0; i < 16; ++i) {
+    const float v = limbs[i];
+    if (!(v >= 0.0f && v <= 65535.0f) || v != std::floor(v))
+      fail(path, ": tensor 'rng_state' holds ", v, ", not a 16-bit limb (corrupt training state)");
+    words[i / 4] |= static_cast<uint64_t>(v) << (16 * (i % 4));
+  }
+  return words;
+}
+
 }  // namespace
 
 ModelConfig read_model_config(const std::string& path) {
@@ -88,8 +108,11 @@ void save_model(const std::string& path, Model& model, const std::map<std::strin
 
 void save_train_state(const std::string& path, Model& model, const TrainState& s) {
   const int64_t P = static_cast<int64_t>(model.table().total);
+  if (!s.rng_state) fail(path, ": internal error: no RNG state to save");
+  const std::array<float, 16> rng = rng_limbs(*s.rng_state);
   std::vector<io::TensorToWrite> ts = {{"adam_m", io::DType::F32, {P}, model.adam_m()},
-                                       {"adam_v", io::DType::F32, {P}, model.adam_v()}};
+                                       {"adam_v", io::DType::F32, {P}, model.adam_v()},
+                                       {"rng_state", io::DType::F32, {4, 4}, rng.data()}};
   std::map<std::string, std::string> meta = {{"format", "mot-train-state"},
                                              {"format_version", "1"},
                                              {"step", std::to_string(s.step)},
@@ -121,6 +144,13 @@ TrainState load_train_state(const std::string& path, Model& model) {
     if (!ti || ti->shape != std::vector<int64_t>{P} || ti->dtype != io::DType::F32)
       fail(path, ": tensor '", name, "' missing or not F32 [", P, "]");
     f.read_f32(*ti, dst);
+  }
+  if (const io::TensorInfo* ti = f.find("rng_state")) {  // older state files lack it
+    std::array<float, 16> limbs;
+    if (ti->shape != std::vector<int64_t>{4, 4} || ti->dtype != io::DType::F32)
+      fail(path, ": tensor 'rng_state' is not F32 [4, 4]");
+    f.read_f32(*ti, limbs.data());
+    s.rng_state = rng_words(limbs, path);
   }
   return s;
 }

@@ -1,5 +1,6 @@
 // Model files (SPEC section 3) and the training state saved beside them.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -31,9 +32,13 @@ struct TrainState {
   int64_t step = 0;          // optimizer steps done
   uint64_t data_cursor = 0;  // rows consumed
   std::string config_json;   // resolved run config, to detect a mismatch on resume
+  // The training RNG's words (train_rng.hpp); absent in state files from before it was saved.
+  std::optional<std::array<uint64_t, 4>> rng_state;
 };
 
-// state.safetensors: tensors adam_m and adam_v (flat, F32) + metadata.
+// state.safetensors: tensors adam_m and adam_v (flat, F32), rng_state (the four RNG
+// words as F32 [4, 4]: word w's 16-bit limbs, least significant first; the writer has
+// float dtypes only, and F32 holds every limb exactly) + metadata.
 void save_train_state(const std::string& path, Model& model, const TrainState& s);
 TrainState load_train_state(const std::string& path, Model& model);
 

@@ -10,8 +10,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <cstdlib>
+#include <fstream>
+#include <memory>
 #include <optional>
 #include <sstream>
 
@@ -27,6 +28,7 @@
 #include "mot/train/checkpoint.hpp"
 #include "mot/train/evaluate.hpp"
 #include "mot/train/optimizer.hpp"
+#include "mot/train/train_rng.hpp"
 
 namespace mot {
 
@@ -116,6 +118,363 @@ std::string modality_losses(const ModelConfig& c, const LossSums& s) {
   return out;
 }
 
+// Refuses an --out that cannot be this run's directory, before anything is locked.
+void check_out_dir(const TrainOptions& opt) {
+  if (fs::exists(opt.out_dir) && !fs::is_directory(opt.out_dir))
+    fail(opt.out_dir, ": exists and is not a directory; --out takes a run directory");
+  if (opt.resume && !fs::is_directory(opt.out_dir))
+    fail(opt.out_dir, ": cannot resume: no such run directory");
+}
+
+// The run's resolved config and, when resuming, the checkpoint to continue from.
+struct RunStart {
+  RunConfig rc;
+  std::optional<Checkpoint> resume_from;
+};
+
+RunConfig load_config(const std::string& path, const TrainOptions& opt) {
+  RunConfig rc = load_run_config(path, opt.overrides, opt.data);
+  if (opt.steps > 0) rc.train.steps = opt.steps;
+  return rc;
+}
+
+// --resume: the run's own config.toml (train.* and data.* may change) and its newest checkpoint.
+RunStart resume_run(const TrainOptions& opt, const RunPaths& paths) {
+  RunStart start;
+  start.resume_from = latest_checkpoint(opt.out_dir);
+  if (!fs::exists(paths.config)) fail(opt.out_dir, ": cannot resume: config.toml is missing (not a mot run directory?)");
+  if (!start.resume_from)
+    fail(opt.out_dir, ": cannot resume: the run holds no checkpoint yet (it stopped before its first save); "
+         "start it again without --resume");
+  for (const auto& kv : opt.overrides)
+    if (kv.rfind("train.", 0) != 0 && kv.rfind("data.", 0) != 0)
+      fail("--set ", kv, ": a resumed run keeps its model; only train.* and data.* may change");
+  start.rc = load_config(paths.config, opt);
+  if (!opt.config_path.empty()) {
+    // Re-running the original command with --resume added is fine; a different
+    // config is not silently ignored.
+    RunConfig asked = load_config(opt.config_path, opt);
+    if (asked.data.path.empty()) asked.data = start.rc.data;  // the data came from --data then
+    const std::string diff = config_difference(start.rc.to_json(), asked.to_json());
+    if (!diff.empty())
+      fail("--config ", opt.config_path, " differs from the run in ", opt.out_dir, " (", diff,
+           "); a resumed run keeps its config: drop --config (change train.* or data.* with --set), "
+           "or start a new run with another --out");
+  }
+  return start;
+}
+
+// A new run: --config, into a directory that holds no run yet.
+RunStart new_run(const TrainOptions& opt, const RunPaths& paths) {
+  if (opt.config_path.empty()) fail("--config C.toml is required (or --resume an existing run)");
+  if (latest_checkpoint(opt.out_dir) || fs::exists(paths.model))
+    fail(opt.out_dir, ": already holds a run; pass --resume to continue it or choose another --out");
+  return {load_config(opt.config_path, opt), std::nullopt};
+}
+
+// The training rows and the validation sets.
+struct TrainData {
+  std::unique_ptr<data::RowSource> train;
+  std::vector<data::NamedSource> vals;
+  int64_t row_len = 0;  // the longest row of either: what the model is sized for
+};
+
+TrainData build_data(const RunConfig& rc) {
+  const ModelConfig& mc = rc.model;
+  const TrainConfig& tc = rc.train;
+  TrainData d;
+  d.train = data::open_source(rc.data.path, mc, tc.seq_len, "train", true, static_cast<uint64_t>(tc.seed),
+                              data::Use::Train);
+  if (!rc.data.val_path.empty()) {
+    d.vals = data::open_val_sets(rc.data.val_path, mc, tc.seq_len);
+    if (d.vals.empty())
+      d.vals.push_back({"", data::open_source(rc.data.val_path, mc, tc.seq_len, "train", false, 0, data::Use::Validate)});
+  } else {
+    d.vals = data::open_val_sets(rc.data.path, mc, tc.seq_len);
+  }
+  int64_t val_len = 0;
+  for (const auto& v : d.vals) val_len = std::max(val_len, v.src->row_len());
+  d.row_len = std::max(d.train->row_len(), val_len);
+  return d;
+}
+
+Model make_model(const RunConfig& rc, int64_t row_len) {
+  ensure_training_fits(rc, row_len);  // refuse absurd sizes (grad_accum included) before allocating
+  return Model(rc.model, rc.train.batch_size, row_len, true, parse_precision(rc.train.dtype, "train.dtype"));
+}
+
+// What one optimizer step measured.
+struct StepResult {
+  int64_t done = 0;     // steps done after it
+  int64_t targets = 0;  // tokens predicted
+  double loss = 0, grad_norm = 0, lr = 0, ms = 0;
+};
+
+// One `mot train` session over a run directory: model, data, training state (step,
+// data cursor, RNG), the metrics file and the checkpoints.
+class Trainer {
+ public:
+  Trainer(const TrainOptions& opt, const RunConfig& rc, TrainData& data, Model& model)
+      : opt_(opt), paths_(opt.out_dir), rc_(rc), mc_(rc.model), tc_(rc.train), data_(data), model_(model),
+        run_json_(rc.to_json().dump()), micro_(tc_.grad_accum) {}
+
+  void resume(const Checkpoint& ck);
+  void start_new();
+  void open_metrics();
+  int train();
+
+ private:
+  void announce() const;
+  StepResult one_step(int64_t step);
+  int64_t next_batches();
+  void evaluate_and_log(const StepResult& r);
+  json evaluate_val(std::string& text);
+  void write_metrics_line(const json& line);
+  std::optional<int> checkpoint_or_stop(int64_t done);
+  void save_checkpoint(int64_t step);
+  int finish() const;
+  std::string kept() const;
+  void flush_stdout() { stdout_closed_ = stdout_closed_ || std::fflush(stdout) != 0 || std::ferror(stdout); }
+  template <class... A>
+  [[noreturn]] void diverged(int64_t step, const A&... why) const {
+    fail("training diverged at step ", step + 1, " (", why..., "); ", kept(), "; try a lower train.lr or train.grad_clip");
+  }
+
+  const TrainOptions& opt_;
+  const RunPaths paths_;
+  const RunConfig& rc_;
+  const ModelConfig& mc_;
+  const TrainConfig& tc_;
+  TrainData& data_;
+  Model& model_;
+  const std::string run_json_;
+  TrainState state_;              // the state after state_.step steps
+  Rng rng_;                       // the training RNG (train_rng.hpp), saved with the state
+  int64_t start_step_ = 0;        // the step this session started at
+  int64_t saved_step_ = -1;       // the step of the newest checkpoint on disk (-1: none yet)
+  int64_t tokens_total_ = 0;      // trained this session
+  bool stdout_closed_ = false;    // EPIPE on stdout: stop with a checkpoint, like Ctrl-C
+  struct Closer { void operator()(std::FILE* f) const { std::fclose(f); } };
+  std::unique_ptr<std::FILE, Closer> metrics_;
+  std::vector<TokenBatch> micro_;  // one batch per gradient-accumulation step
+  TokenBatch eval_scratch_;
+  LossSums sums_, val_;
+};
+
+// Continues from `ck`: weights, AdamW moments, step, data cursor and RNG; the metrics
+// after its step are cut off (this session rewrites them).
+void Trainer::resume(const Checkpoint& ck) {
+  state_ = load_train_state(ck.state, model_);
+  load_model_weights(ck.model, model_);
+  const auto saved = read_model_config(ck.model).to_json();
+  if (saved != mc_.to_json()) fail(ck.model, ": model config differs from ", paths_.config);
+  const std::string model_step = model_file_step(ck.model);
+  if (model_step != std::to_string(state_.step) || (!ck.legacy && state_.step != ck.step)) {
+    // Only a run saved by an older mot (model and state renamed one after the
+    // other) can get here: a crash between the two renames.
+    fail(ck.dir, ": model.safetensors is at step ", model_step, " but state.safetensors at step ", state_.step,
+         " (interrupted while saving by an older mot); the run cannot be resumed consistently, start a new run");
+  }
+  if (opt_.stop_at > 0 && opt_.stop_at <= state_.step)
+    fail("--stop-at ", opt_.stop_at, ": the run in ", opt_.out_dir, " is already at step ", state_.step,
+         "; give a later step");
+  if (state_.rng_state)
+    rng_.set_state(*state_.rng_state);
+  else  // a state file from before the RNG was saved
+    rng_ = train_rng(static_cast<uint64_t>(tc_.seed), state_.step);
+  start_step_ = saved_step_ = state_.step;
+  std::fprintf(stderr, "resuming %s at step %lld\n", opt_.out_dir.c_str(), static_cast<long long>(state_.step));
+  truncate_metrics(paths_.metrics, state_.step);
+}
+
+// A new run: its directory, initial (or --init) weights, config.toml and an empty metrics file.
+void Trainer::start_new() {
+  std::error_code ec;
+  fs::create_directories(opt_.out_dir, ec);
+  if (ec) fail(opt_.out_dir, ": cannot create run directory: ", ec.message());
+  if (!opt_.init_path.empty()) {
+    const ModelConfig ic = read_model_config(opt_.init_path);
+    if (ic.to_json() != mc_.to_json()) fail(opt_.init_path, ": its model config differs from the run's [model] config");
+    load_model_weights(opt_.init_path, model_);
+  } else {
+    init_params(mc_, model_.table(), model_.params(), static_cast<uint64_t>(tc_.seed));
+  }
+  rng_ = train_rng(static_cast<uint64_t>(tc_.seed));
+  io::write_file_atomic(paths_.config, rc_.to_toml());
+  io::write_file_atomic(paths_.metrics, "");
+}
+
+void Trainer::open_metrics() {
+  metrics_.reset(std::fopen(paths_.metrics.c_str(), "a"));
+  if (!metrics_) fail(paths_.metrics, ": cannot open for appending");
+}
+
+// Trains from the current step to train.steps; returns the exit status (130 when
+// stopped by a signal or a closed stdout, after saving).
+int Trainer::train() {
+  announce();
+  for (int64_t step = state_.step; step < tc_.steps; ++step) {
+    const StepResult r = one_step(step);
+    evaluate_and_log(r);
+    if (const auto status = checkpoint_or_stop(r.done)) return *status;
+  }
+  return finish();
+}
+
+void Trainer::announce() const {
+  if (opt_.stop_at > tc_.steps)
+    std::fprintf(stderr, "note: --stop-at %lld is beyond the schedule's %lld steps; training stops at %lld\n",
+                 static_cast<long long>(opt_.stop_at), static_cast<long long>(tc_.steps),
+                 static_cast<long long>(tc_.steps));
+  std::fprintf(stderr, "model: %s, %zu parameters, %d modalities | data: %s | %lld rows x %lld tokens x %lld accum | %d threads, BLAS %s\n",
+               mc_.arch.c_str(), model_.table().total, mc_.n_modalities(), data_.train->describe().c_str(),
+               static_cast<long long>(tc_.batch_size), static_cast<long long>(data_.train->row_len()),
+               static_cast<long long>(tc_.grad_accum), thread_count(), blas_core_name());
+}
+
+// Step `step` + 1: the next grad_accum batches, forward and backward, clipping, AdamW.
+StepResult Trainer::one_step(int64_t step) {
+  const auto t0 = std::chrono::steady_clock::now();
+  StepResult r;
+  r.targets = next_batches();
+  const size_t P = model_.table().total;
+  std::fill(model_.grads(), model_.grads() + P, 0.0f);
+  sums_.reset(mc_.n_modalities());
+  const float scale = r.targets > 0 ? 1.0f / static_cast<float>(r.targets) : 0.0f;
+  try {
+    for (auto& mb : micro_) model_.run(mb, true, scale, sums_);
+  } catch (const NonFiniteLoss& e) {
+    diverged(step, e.what());
+  } catch (const Error& e) {
+    fail("step ", step + 1, ": ", e.what(), "; ", kept());
+  }
+  r.loss = r.targets ? sums_.loss / r.targets : 0.0;
+  r.grad_norm = clip_gradients(model_, tc_.grad_clip);
+  if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm))
+    diverged(step, "loss ", r.loss, ", grad norm ", r.grad_norm);
+  r.lr = lr_at(tc_, step);
+  adamw_step(model_, tc_, r.lr, step + 1);
+  r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  tokens_total_ += r.targets;
+  r.done = state_.step = step + 1;
+  return r;
+}
+
+// Fills the micro-batches from the data cursor (advancing it); returns their targets.
+int64_t Trainer::next_batches() {
+  int64_t targets = 0;
+  for (auto& mb : micro_) {
+    data::fill_batch(*data_.train, state_.data_cursor, tc_.batch_size, mb);
+    state_.data_cursor += tc_.batch_size;
+    targets += data::count_targets(mb);
+  }
+  return targets;
+}
+
+// Writes the metrics line of a step, validating on eval steps, then prints the step
+// (and validation) lines.
+void Trainer::evaluate_and_log(const StepResult& r) {
+  json line = {{"step", r.done}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm}, {"tokens", r.targets},
+               {"ms", r.ms}, {"tokens_per_s", r.targets / (r.ms / 1000.0)}};
+  for (int m = 0; m < mc_.n_modalities(); ++m)
+    if (sums_.targets_by_mod[m] > 0) line["loss/" + mc_.modalities[m].name] = sums_.by_mod[m] / sums_.targets_by_mod[m];
+  const bool do_eval =
+      !data_.vals.empty() && ((tc_.eval_every > 0 && r.done % tc_.eval_every == 0) || r.done == tc_.steps);
+  std::string val_text;
+  if (do_eval) line.update(evaluate_val(val_text));
+  write_metrics_line(line);
+  if (r.done % tc_.log_every == 0 || r.done == tc_.steps || r.done == start_step_ + 1) {
+    std::printf("step %6lld/%lld | loss %.4f |%s | lr %.2e | gnorm %.3f | %.1f ms | %.0f tok/s\n",
+                static_cast<long long>(r.done), static_cast<long long>(tc_.steps), r.loss,
+                modality_losses(mc_, sums_).c_str(), r.lr, r.grad_norm, r.ms, r.targets / (r.ms / 1000.0));
+    flush_stdout();
+  }
+  if (do_eval) {
+    std::printf("  val   step %lld | loss %.4f |%s\n%s", static_cast<long long>(r.done),
+                val_.targets ? val_.loss / val_.targets : 0.0, modality_losses(mc_, val_).c_str(), val_text.c_str());
+    flush_stdout();
+  }
+}
+
+// Validation losses over every validation set (into val_), as metrics keys; `text`
+// gets one printed line per named set.
+json Trainer::evaluate_val(std::string& text) {
+  json keys = json::object();
+  val_.reset(mc_.n_modalities());
+  const bool named = data_.vals.size() > 1 || !data_.vals[0].name.empty();
+  for (const auto& v : data_.vals) {
+    const LossSums part = evaluate(model_, *v.src, tc_.batch_size, tc_.eval_batches * tc_.batch_size, eval_scratch_);
+    val_.add(part);
+    if (!named) continue;
+    const std::string key = "val/" + v.name + "/loss";
+    keys[key] = part.targets ? part.loss / part.targets : 0.0;
+    for (int m = 0; m < mc_.n_modalities(); ++m)
+      if (part.targets_by_mod[m] > 0) keys[key + "/" + mc_.modalities[m].name] = part.by_mod[m] / part.targets_by_mod[m];
+    text += cat("  val   ", v.name, " | loss ", fmt("%.4f", part.targets ? part.loss / part.targets : 0.0), " |",
+                modality_losses(mc_, part), "\n");
+  }
+  keys["val_loss"] = val_.targets ? val_.loss / val_.targets : 0.0;
+  for (int m = 0; m < mc_.n_modalities(); ++m)
+    if (val_.targets_by_mod[m] > 0) keys["val_loss/" + mc_.modalities[m].name] = val_.by_mod[m] / val_.targets_by_mod[m];
+  return keys;
+}
+
+void Trainer::write_metrics_line(const json& line) {
+  const std::string text = line.dump() + "\n";
+  if (std::fputs(text.c_str(), metrics_.get()) < 0 || std::fflush(metrics_.get()) != 0)
+    fail(paths_.metrics, ": write failed (", std::strerror(errno), "); ", kept());
+}
+
+// Saves when due (save_every, the last step, --stop-at, a signal, a closed stdout);
+// returns the exit status when the session stops here.
+std::optional<int> Trainer::checkpoint_or_stop(int64_t done) {
+  const bool stop = opt_.stop_at > 0 && done == opt_.stop_at;
+  const int sig = g_signal.load();
+  if ((tc_.save_every > 0 && done % tc_.save_every == 0) || done == tc_.steps || stop || sig || stdout_closed_)
+    save_checkpoint(done);
+  if (stdout_closed_ && done < tc_.steps) {
+    std::fprintf(stderr, "stdout was closed (broken pipe) after step %lld; checkpoint saved in %s (continue with "
+                 "--resume; metrics.jsonl has every step)\n", static_cast<long long>(done), opt_.out_dir.c_str());
+    return 130;
+  }
+  if (sig) {
+    std::fprintf(stderr, "interrupted (signal %d) after step %lld; checkpoint saved in %s (continue with --resume)\n",
+                 sig, static_cast<long long>(done), opt_.out_dir.c_str());
+    return 130;
+  }
+  if (stop) {
+    std::fprintf(stderr, "stopped after step %lld as asked; continue with --resume\n", static_cast<long long>(done));
+    return 0;
+  }
+  return std::nullopt;
+}
+
+void Trainer::save_checkpoint(int64_t step) {
+  state_.step = step;
+  state_.config_json = run_json_;
+  state_.rng_state = rng_.state();
+  try {
+    write_checkpoint(opt_.out_dir, model_, state_);
+  } catch (const Error& e) {
+    fail(e.what(), "; ", kept());
+  }
+  saved_step_ = step;
+}
+
+int Trainer::finish() const {
+  if (start_step_ >= tc_.steps)
+    std::fprintf(stderr, "nothing to do: the run already finished %lld steps\n", static_cast<long long>(tc_.steps));
+  std::fprintf(stderr, "done: %lld tokens trained this session; model in %s\n", static_cast<long long>(tokens_total_),
+               paths_.model.c_str());
+  return 0;
+}
+
+// What a failure leaves the user, for its error line.
+std::string Trainer::kept() const {
+  return saved_step_ >= 0 ? cat("the checkpoint of step ", saved_step_, " in ", opt_.out_dir, " is kept")
+                          : std::string("no checkpoint was saved yet");
+}
+
 }  // namespace
 
 int run_training(const TrainOptions& opt) {
@@ -123,234 +482,25 @@ int run_training(const TrainOptions& opt) {
   const RunPaths paths(opt.out_dir);
   install_signal_handlers();
   die_with_parent_if_asked();
-  if (fs::exists(opt.out_dir) && !fs::is_directory(opt.out_dir))
-    fail(opt.out_dir, ": exists and is not a directory; --out takes a run directory");
-  if (opt.resume && !fs::is_directory(opt.out_dir))
-    fail(opt.out_dir, ": cannot resume: no such run directory");
+  check_out_dir(opt);
   // One process per run directory, held until this function returns (or the kernel
   // drops it when the process dies). A fresh run refused before it starts leaves
   // nothing behind (see DirLock).
   io::DirLock lock(opt.out_dir, opt.resume ? "mot train --resume" : "mot train",
                    "wait for it to finish (or stop it with Ctrl-C: it saves a checkpoint), or choose another --out");
   remove_stale_checkpoint_files(opt.out_dir);
-  RunConfig rc;
-  TrainState state;
-  std::optional<Checkpoint> resume_from;
-  if (opt.resume) {
-    resume_from = latest_checkpoint(opt.out_dir);
-    if (!fs::exists(paths.config)) fail(opt.out_dir, ": cannot resume: config.toml is missing (not a mot run directory?)");
-    if (!resume_from)
-      fail(opt.out_dir, ": cannot resume: the run holds no checkpoint yet (it stopped before its first save); "
-           "start it again without --resume");
-    for (const auto& kv : opt.overrides)
-      if (kv.rfind("train.", 0) != 0 && kv.rfind("data.", 0) != 0)
-        fail("--set ", kv, ": a resumed run keeps its model; only train.* and data.* may change");
-    rc = load_run_config(paths.config, opt.overrides, opt.data);
-    if (opt.steps > 0) rc.train.steps = opt.steps;
-    if (!opt.config_path.empty()) {
-      // Re-running the original command with --resume added is fine; a different
-      // config is not silently ignored.
-      RunConfig asked = load_run_config(opt.config_path, opt.overrides, opt.data);
-      if (opt.steps > 0) asked.train.steps = opt.steps;
-      if (asked.data.path.empty()) asked.data = rc.data;  // the data came from --data then
-      const std::string diff = config_difference(rc.to_json(), asked.to_json());
-      if (!diff.empty())
-        fail("--config ", opt.config_path, " differs from the run in ", opt.out_dir, " (", diff,
-             "); a resumed run keeps its config: drop --config (change train.* or data.* with --set), "
-             "or start a new run with another --out");
-    }
-  } else {
-    if (opt.config_path.empty()) fail("--config C.toml is required (or --resume an existing run)");
-    if (latest_checkpoint(opt.out_dir) || fs::exists(paths.model))
-      fail(opt.out_dir, ": already holds a run; pass --resume to continue it or choose another --out");
-    rc = load_run_config(opt.config_path, opt.overrides, opt.data);
-    if (opt.steps > 0) rc.train.steps = opt.steps;
-  }
-  const ModelConfig& mc = rc.model;
-  const TrainConfig& tc = rc.train;
-  set_threads(static_cast<int>(tc.threads));
-
-  auto train_src = data::open_source(rc.data.path, mc, tc.seq_len, "train", true, static_cast<uint64_t>(tc.seed),
-                                     data::Use::Train);
-  std::vector<data::NamedSource> vals;
-  if (!rc.data.val_path.empty()) {
-    vals = data::open_val_sets(rc.data.val_path, mc, tc.seq_len);
-    if (vals.empty())
-      vals.push_back({"", data::open_source(rc.data.val_path, mc, tc.seq_len, "train", false, 0, data::Use::Validate)});
-  } else {
-    vals = data::open_val_sets(rc.data.path, mc, tc.seq_len);
-  }
-  int64_t val_len = 0;
-  for (const auto& v : vals) val_len = std::max(val_len, v.src->row_len());
-  const int64_t row_len = std::max(train_src->row_len(), val_len);
-  ensure_training_fits(rc, row_len);  // refuse absurd sizes (grad_accum included) before allocating
-  Model model(mc, tc.batch_size, row_len, true, parse_precision(tc.dtype, "train.dtype"));
-
-  const std::string run_json = rc.to_json().dump();
-  int64_t saved_step = -1;  // the step of the newest checkpoint on disk (-1: none yet)
-  if (opt.resume) {
-    const Checkpoint& ck = *resume_from;
-    state = load_train_state(ck.state, model);
-    load_model_weights(ck.model, model);
-    const auto saved = read_model_config(ck.model).to_json();
-    if (saved != mc.to_json()) fail(ck.model, ": model config differs from ", paths.config);
-    const std::string model_step = model_file_step(ck.model);
-    if (model_step != std::to_string(state.step) || (!ck.legacy && state.step != ck.step)) {
-      // Only a run saved by an older mot (model and state renamed one after the
-      // other) can get here: a crash between the two renames.
-      fail(ck.dir, ": model.safetensors is at step ", model_step, " but state.safetensors at step ", state.step,
-           " (interrupted while saving by an older mot); the run cannot be resumed consistently, start a new run");
-    }
-    if (opt.stop_at > 0 && opt.stop_at <= state.step)
-      fail("--stop-at ", opt.stop_at, ": the run in ", opt.out_dir, " is already at step ", state.step,
-           "; give a later step");
-    saved_step = state.step;
-    std::fprintf(stderr, "resuming %s at step %lld\n", opt.out_dir.c_str(), static_cast<long long>(state.step));
-    truncate_metrics(paths.metrics, state.step);
-  } else {
-    std::error_code ec;
-    fs::create_directories(opt.out_dir, ec);
-    if (ec) fail(opt.out_dir, ": cannot create run directory: ", ec.message());
-    if (!opt.init_path.empty()) {
-      const ModelConfig ic = read_model_config(opt.init_path);
-      if (ic.to_json() != mc.to_json())
-        fail(opt.init_path, ": its model config differs from the run's [model] config");
-      load_model_weights(opt.init_path, model);
-    } else {
-      init_params(mc, model.table(), model.params(), static_cast<uint64_t>(tc.seed));
-    }
-    io::write_file_atomic(paths.config, rc.to_toml());
-    io::write_file_atomic(paths.metrics, "");
-  }
-
-  std::FILE* metrics = std::fopen(paths.metrics.c_str(), "a");
-  if (!metrics) fail(paths.metrics, ": cannot open for appending");
-  struct Closer { std::FILE* f; ~Closer() { std::fclose(f); } } closer{metrics};
-
+  const RunStart start = opt.resume ? resume_run(opt, paths) : new_run(opt, paths);
+  set_threads(static_cast<int>(start.rc.train.threads));
+  TrainData data = build_data(start.rc);
+  Model model = make_model(start.rc, data.row_len);
+  Trainer trainer(opt, start.rc, data, model);
+  if (start.resume_from)
+    trainer.resume(*start.resume_from);
+  else
+    trainer.start_new();
+  trainer.open_metrics();
   lock.keep();  // the run exists from here on
-  if (opt.stop_at > tc.steps)
-    std::fprintf(stderr, "note: --stop-at %lld is beyond the schedule's %lld steps; training stops at %lld\n",
-                 static_cast<long long>(opt.stop_at), static_cast<long long>(tc.steps),
-                 static_cast<long long>(tc.steps));
-  std::fprintf(stderr, "model: %s, %zu parameters, %d modalities | data: %s | %lld rows x %lld tokens x %lld accum | %d threads, BLAS %s\n",
-               mc.arch.c_str(), model.table().total, mc.n_modalities(), train_src->describe().c_str(),
-               static_cast<long long>(tc.batch_size), static_cast<long long>(train_src->row_len()),
-               static_cast<long long>(tc.grad_accum), thread_count(), blas_core_name());
-
-  // What a failure leaves the user, for its error line.
-  auto kept = [&] {
-    return saved_step >= 0 ? cat("the checkpoint of step ", saved_step, " in ", opt.out_dir, " is kept")
-                           : std::string("no checkpoint was saved yet");
-  };
-  auto save = [&](int64_t step) {
-    try {
-      write_checkpoint(opt.out_dir, model, TrainState{step, state.data_cursor, run_json});
-    } catch (const Error& e) {
-      fail(e.what(), "; ", kept());
-    }
-    saved_step = step;
-  };
-  bool stdout_closed = false;  // EPIPE on stdout: stop with a checkpoint, like Ctrl-C
-  auto flush_stdout = [&] { stdout_closed = stdout_closed || std::fflush(stdout) != 0 || std::ferror(stdout); };
-
-  std::vector<TokenBatch> micro(tc.grad_accum);
-  TokenBatch eval_scratch;
-  LossSums sums, val;
-  const size_t P = model.table().total;
-  int64_t tokens_total = 0;
-  const int64_t end_step = tc.steps;
-  for (int64_t step = state.step; step < end_step; ++step) {
-    const auto t0 = std::chrono::steady_clock::now();
-    int64_t targets = 0;
-    for (auto& mb : micro) {
-      data::fill_batch(*train_src, state.data_cursor, tc.batch_size, mb);
-      state.data_cursor += tc.batch_size;
-      targets += data::count_targets(mb);
-    }
-    std::fill(model.grads(), model.grads() + P, 0.0f);
-    sums.reset(mc.n_modalities());
-    const float scale = targets > 0 ? 1.0f / static_cast<float>(targets) : 0.0f;
-    try {
-      for (auto& mb : micro) model.run(mb, true, scale, sums);
-    } catch (const NonFiniteLoss& e) {
-      fail("training diverged at step ", step + 1, " (", e.what(), "); ", kept(),
-           "; try a lower train.lr or train.grad_clip");
-    } catch (const Error& e) {
-      fail("step ", step + 1, ": ", e.what(), "; ", kept());
-    }
-    const double loss = targets ? sums.loss / targets : 0.0;
-    const double gnorm = clip_gradients(model, tc.grad_clip);
-    if (!std::isfinite(loss) || !std::isfinite(gnorm))
-      fail("training diverged at step ", step + 1, " (loss ", loss, ", grad norm ", gnorm, "); ", kept(),
-           "; try a lower train.lr or train.grad_clip");
-    const double lr = lr_at(tc, step);
-    adamw_step(model, tc, lr, step + 1);
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    tokens_total += targets;
-    const int64_t done = step + 1;
-
-    json line = {{"step", done}, {"loss", loss}, {"lr", lr}, {"grad_norm", gnorm}, {"tokens", targets},
-                 {"ms", ms}, {"tokens_per_s", targets / (ms / 1000.0)}};
-    for (int m = 0; m < mc.n_modalities(); ++m)
-      if (sums.targets_by_mod[m] > 0) line["loss/" + mc.modalities[m].name] = sums.by_mod[m] / sums.targets_by_mod[m];
-    const bool do_eval = !vals.empty() && ((tc.eval_every > 0 && done % tc.eval_every == 0) || done == end_step);
-    std::string val_text;
-    if (do_eval) {
-      val.reset(mc.n_modalities());
-      const bool named = vals.size() > 1 || !vals[0].name.empty();
-      for (const auto& v : vals) {
-        const LossSums part = evaluate(model, *v.src, tc.batch_size, tc.eval_batches * tc.batch_size, eval_scratch);
-        val.add(part);
-        if (!named) continue;
-        const std::string key = "val/" + v.name + "/loss";
-        line[key] = part.targets ? part.loss / part.targets : 0.0;
-        for (int m = 0; m < mc.n_modalities(); ++m)
-          if (part.targets_by_mod[m] > 0) line[key + "/" + mc.modalities[m].name] = part.by_mod[m] / part.targets_by_mod[m];
-        val_text += cat("  val   ", v.name, " | loss ", fmt("%.4f", part.targets ? part.loss / part.targets : 0.0), " |",
-                        modality_losses(mc, part), "\n");
-      }
-      line["val_loss"] = val.targets ? val.loss / val.targets : 0.0;
-      for (int m = 0; m < mc.n_modalities(); ++m)
-        if (val.targets_by_mod[m] > 0) line["val_loss/" + mc.modalities[m].name] = val.by_mod[m] / val.targets_by_mod[m];
-    }
-    const std::string text = line.dump() + "\n";
-    if (std::fputs(text.c_str(), metrics) < 0 || std::fflush(metrics) != 0)
-      fail(paths.metrics, ": write failed (", std::strerror(errno), "); ", kept());
-    if (done % tc.log_every == 0 || done == end_step || done == state.step + 1) {
-      std::printf("step %6lld/%lld | loss %.4f |%s | lr %.2e | gnorm %.3f | %.1f ms | %.0f tok/s\n",
-                  static_cast<long long>(done), static_cast<long long>(end_step), loss,
-                  modality_losses(mc, sums).c_str(), lr, gnorm, ms, targets / (ms / 1000.0));
-      flush_stdout();
-    }
-    if (do_eval) {
-      std::printf("  val   step %lld | loss %.4f |%s\n%s", static_cast<long long>(done),
-                  val.targets ? val.loss / val.targets : 0.0, modality_losses(mc, val).c_str(), val_text.c_str());
-      flush_stdout();
-    }
-    const bool stop = opt.stop_at > 0 && done == opt.stop_at;
-    const int sig = g_signal.load();
-    if ((tc.save_every > 0 && done % tc.save_every == 0) || done == end_step || stop || sig || stdout_closed)
-      save(done);
-    if (stdout_closed && done < end_step) {
-      std::fprintf(stderr, "stdout was closed (broken pipe) after step %lld; checkpoint saved in %s (continue with "
-                   "--resume; metrics.jsonl has every step)\n", static_cast<long long>(done), opt.out_dir.c_str());
-      return 130;
-    }
-    if (sig) {
-      std::fprintf(stderr, "interrupted (signal %d) after step %lld; checkpoint saved in %s (continue with --resume)\n",
-                   sig, static_cast<long long>(done), opt.out_dir.c_str());
-      return 130;
-    }
-    if (stop) {
-      std::fprintf(stderr, "stopped after step %lld as asked; continue with --resume\n", static_cast<long long>(done));
-      return 0;
-    }
-  }
-  if (state.step >= end_step) std::fprintf(stderr, "nothing to do: the run already finished %lld steps\n",
-                                           static_cast<long long>(end_step));
-  std::fprintf(stderr, "done: %lld tokens trained this session; model in %s\n", static_cast<long long>(tokens_total),
-               paths.model.c_str());
-  return 0;
+  return trainer.train();
 }
 
 }  // namespace mot
