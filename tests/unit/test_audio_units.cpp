@@ -1,4 +1,4 @@
-// Speech units (src/mot/audio/kmeans.hpp, unit_codebook.hpp, griffin_lim.hpp,
+// Speech units (src/mot/data/tokenize/kmeans.hpp, unit_codebook.hpp, griffin_lim.hpp,
 // reconstruction.hpp): k-means recovers separable clusters and is deterministic (also
 // across thread counts), units encode -> decode -> encode is the identity, the
 // reconstruction measure stays below stated bounds on a synthetic voiced signal,
@@ -17,10 +17,10 @@
 #include <vector>
 
 #include "mot/audio/griffin_lim.hpp"
-#include "mot/audio/kmeans.hpp"
+#include "mot/data/tokenize/kmeans.hpp"
 #include "mot/audio/mel.hpp"
 #include "mot/audio/reconstruction.hpp"
-#include "mot/audio/unit_codebook.hpp"
+#include "mot/data/tokenize/unit_codebook.hpp"
 #include "mot/core/error.hpp"
 #include "mot/core/rng.hpp"
 #include "mot/io/safetensors.hpp"

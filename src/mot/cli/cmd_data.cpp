@@ -2,12 +2,12 @@
 
 #include "mot/cli/commands.hpp"
 #include "mot/core/error.hpp"
-#include "mot/data/dataset.hpp"
-#include "mot/data/shard.hpp"
-#include "mot/data/synth_tokens.hpp"
-#include "mot/data/corpus.hpp"
-#include "mot/data/image.hpp"
-#include "mot/data/vq.hpp"
+#include "mot/data/format/dataset.hpp"
+#include "mot/data/format/shard.hpp"
+#include "mot/data/synth/synth_tokens.hpp"
+#include "mot/data/synth/corpus.hpp"
+#include "mot/data/media/image.hpp"
+#include "mot/data/tokenize/vq.hpp"
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include "mot/model/config.hpp"

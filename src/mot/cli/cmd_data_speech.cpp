@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "mot/audio/audio_io.hpp"
-#include "mot/audio/unit_codebook.hpp"
+#include "mot/data/tokenize/unit_codebook.hpp"
 #include "mot/core/error.hpp"
 
 namespace mot::cli {

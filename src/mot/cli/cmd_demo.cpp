@@ -10,7 +10,7 @@
 #include "mot/cli/commands.hpp"
 #include "mot/compare/compare.hpp"
 #include "mot/core/error.hpp"
-#include "mot/data/corpus.hpp"
+#include "mot/data/synth/corpus.hpp"
 
 namespace mot::cli {
 

@@ -3,7 +3,7 @@
 #include <memory>
 
 #include "mot/cli/commands.hpp"
-#include "mot/data/prepare.hpp"
+#include "mot/data/prepare/prepare.hpp"
 
 namespace mot::cli {
 
