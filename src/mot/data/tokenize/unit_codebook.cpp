@@ -119,11 +119,11 @@ UnitCodebook UnitCodebook::train(const float* log_mel, size_t n_frames, const Me
   std::vector<float> Z(N * M);
   for (size_t i = 0; i < N; ++i)
     for (int j = 0; j < M; ++j) Z[i * M + j] = (row(i)[j] - cb.mean[j]) / cb.stddev[j];
-  KMeansOptions ko;
+  data::KMeansOptions ko;
   ko.k = opt.units;
   ko.seed = opt.seed;
   ko.max_iters = opt.iters;
-  KMeans km = kmeans(Z.data(), N, M, ko, progress);
+  data::KMeans km = data::kmeans(Z.data(), N, M, ko, progress);
   cb.centroids = std::move(km.centroids);
   return cb;
 }
@@ -140,7 +140,7 @@ std::vector<uint32_t> UnitCodebook::encode(const float* log_mel, size_t n_frames
       Z[i * M + j] = (x - mean[j]) / stddev[j];
     }
   std::vector<uint32_t> ids(n_frames);
-  nearest_centroids(centroids.data(), units, mel.n_mels, Z.data(), n_frames, ids.data());
+  data::nearest_centroids(centroids.data(), units, mel.n_mels, Z.data(), n_frames, ids.data());
   return ids;
 }
 

@@ -8,12 +8,11 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <string_view>
-#include <unordered_map>
 
 #include "mot/core/error.hpp"
 #include "mot/core/sqdist.hpp"
 #include "mot/core/rng.hpp"
+#include "mot/data/tokenize/kmeans.hpp"
 #include "mot/io/safetensors.hpp"
 
 namespace mot::data {
@@ -24,7 +23,6 @@ constexpr int kMaxK = 1 << 24;
 constexpr int kTile = 16;       // centroids per register tile (two AVX2 vectors)
 constexpr int kRows = 6;        // patches per register tile
 constexpr int kBlockRows = 36;  // patches per L1 block of the nearest-centroid search
-constexpr int kInitPerCentroid = 32;  // k-means++ runs on at most 32*K patches
 constexpr size_t kInitChunk = 256;    // points per partial sum in k-means++ sampling
 constexpr size_t kAssignBlock = 8 * kBlockRows;  // patches per parallel work item
 
@@ -230,17 +228,12 @@ void VqCodebook::validate(const std::string& origin) const {
       fail(origin, ": centroid ", i / dim(), " value ", centroids[i], " is not in [0, 1]");
 }
 
-VqCodebook VqCodebook::train(const std::vector<Image>& images, int patch, int K, uint64_t seed, int iters,
-                             size_t max_patches, const std::function<void(int, int, double)>& progress) {
-  if (patch < 1 || patch > kMaxPatch) fail("vq train: patch size ", patch, " is not in [1, ", kMaxPatch, "]");
-  if (K < 1 || K > kMaxK) fail("vq train: codebook size K=", K, " is not in [1, ", kMaxK, "]");
-  if (iters < 0) fail("vq train: iterations ", iters, " < 0");
-  VqCodebook cb;
-  cb.patch = patch;
-  cb.K = K;
-  const int d = cb.dim();
+namespace {
 
-  // --- Sample patches without replacement over the aligned grids of all images.
+// Up to max_patches patches (0 = all) sampled without replacement over the aligned
+// grids of all images, in random order, as N x dim floats. Draws from rng.
+std::vector<float> sample_patches(const std::vector<Image>& images, int patch, int K, size_t max_patches, Rng& rng) {
+  const int d = patch * patch * 3;
   std::vector<uint64_t> first(images.size() + 1, 0);  // global index of each image's first patch
   for (size_t i = 0; i < images.size(); ++i) {
     check_image_buffer(images[i], cat("vq train: image ", i));
@@ -250,7 +243,6 @@ VqCodebook VqCodebook::train(const std::vector<Image>& images, int patch, int K,
   const uint64_t want = (max_patches == 0 || max_patches >= total) ? total : max_patches;
   if (want < static_cast<uint64_t>(K))
     fail("vq train: only ", want, " patches of ", patch, "x", patch, " available, need at least K=", K);
-  Rng rng(seed);
   std::vector<uint64_t> pick;
   pick.reserve(want);
   for (uint64_t i = 0; i < total && pick.size() < want; ++i)  // Knuth's selection sampling
@@ -266,134 +258,43 @@ VqCodebook VqCodebook::train(const std::vector<Image>& images, int patch, int K,
     const int gx = img.width / patch;
     extract_patch(img, patch, static_cast<int>(local % gx), static_cast<int>(local / gx), X.data() + p * d);
   }
-  std::vector<uint64_t>().swap(pick);
+  return X;
+}
 
-  // --- k-means++ seeding on the first M (already shuffled) patches.
-  cb.centroids.assign(static_cast<size_t>(K) * d, 0.0f);
-  {
-    const size_t M = std::min(N, static_cast<size_t>(K) * kInitPerCentroid);
-    const size_t chunks = (M + kInitChunk - 1) / kInitChunk;
-    std::vector<float> D(M, std::numeric_limits<float>::infinity());
-    std::vector<double> csum(chunks, 0.0);
-    auto take = [&](int k, size_t p) {
-      std::memcpy(cb.centroids.data() + static_cast<size_t>(k) * d, X.data() + p * d, sizeof(float) * d);
-      const float* c = cb.centroids.data() + static_cast<size_t>(k) * d;
-      // One round is small (M*d flops): a parallel region (two barriers) per round only
-      // pays off for large M, and costs milliseconds when the cores are oversubscribed.
-#pragma omp parallel for schedule(static) if (M * d >= (size_t{1} << 21))
-      for (size_t ch = 0; ch < chunks; ++ch) {
-        const size_t b = ch * kInitChunk, e = std::min(M, b + kInitChunk);
-        double s = 0;
-        for (size_t i = b; i < e; ++i) {
-          D[i] = std::min(D[i], sqdist(X.data() + i * d, c, d));
-          s += D[i];
-        }
-        csum[ch] = s;
-      }
-    };
-    take(0, rng.below(M));
-    for (int k = 1; k < K; ++k) {
-      double tot = 0;
-      for (double s : csum) tot += s;
-      size_t p = 0;
-      if (!(tot > 0)) {
-        p = rng.below(M);  // fewer distinct patches than K: duplicates are unavoidable
-      } else {
-        double r = rng.uniform() * tot;
-        size_t ch = 0;
-        while (ch + 1 < chunks && r >= csum[ch]) r -= csum[ch++];
-        const size_t b = ch * kInitChunk, e = std::min(M, b + kInitChunk);
-        p = e;
-        double acc = 0;
-        size_t last_pos = b;
-        for (size_t i = b; i < e; ++i) {
-          if (D[i] > 0) last_pos = i;
-          acc += D[i];
-          if (acc > r && D[i] > 0) {
-            p = i;
-            break;
-          }
-        }
-        if (p == e) p = last_pos;  // r fell past the end through rounding
-      }
-      take(k, p);
-    }
-  }
+// How the VQ's k-means departs from the plain one (kmeans.hpp): k-means++ on the first
+// 32*K of the already shuffled patches, in chunks; the blocked nearest-centroid search;
+// centroids kept in [0, 1]; re-seeds at distinct patches (flat images repeat a patch
+// value many times).
+KMeansVariant vq_kmeans_variant() {
+  KMeansVariant v;
+  v.init_on_leading_points = true;
+  v.init_chunk = kInitChunk;
+  v.lo = 0.0f;
+  v.hi = 1.0f;
+  v.distinct_reseeds = true;
+  v.converge_needs_no_empty = true;
+  v.nearest = [](const float* centroids, int K, int d, const float* X, size_t n, uint32_t* idx, float* dist) {
+    Search(centroids, K, d).nearest_parallel(X, n, idx, dist);
+  };
+  return v;
+}
 
-  // --- Lloyd iterations.
-  std::vector<uint32_t> assign(N, std::numeric_limits<uint32_t>::max()), next(N);
-  std::vector<float> dist(N);
-  std::vector<double> sums(static_cast<size_t>(K) * d);
-  std::vector<uint64_t> counts(K);
-  for (int it = 0; it < iters; ++it) {
-    Search search(cb.centroids.data(), K, d);
-    search.nearest_parallel(X.data(), N, next.data(), dist.data());
-    size_t changed = 0;
-    double distortion = 0;  // summed in point order: deterministic
-    for (size_t i = 0; i < N; ++i) {
-      changed += next[i] != assign[i];
-      distortion += dist[i];
-    }
-    assign.swap(next);
-    if (progress) progress(it + 1, iters, distortion / static_cast<double>(N));
+}  // namespace
 
-    std::fill(sums.begin(), sums.end(), 0.0);
-    std::fill(counts.begin(), counts.end(), 0);
-    for (size_t i = 0; i < N; ++i) {
-      const uint32_t a = assign[i];
-      ++counts[a];
-      double* s = sums.data() + static_cast<size_t>(a) * d;
-      const float* x = X.data() + i * d;
-      for (int j = 0; j < d; ++j) s[j] += x[j];
-    }
-    std::vector<int> empty;
-    for (int k = 0; k < K; ++k) {
-      if (counts[k] == 0) {
-        empty.push_back(k);
-        continue;
-      }
-      const double inv = 1.0 / static_cast<double>(counts[k]);
-      float* c = cb.centroids.data() + static_cast<size_t>(k) * d;
-      const double* s = sums.data() + static_cast<size_t>(k) * d;
-      for (int j = 0; j < d; ++j) c[j] = std::clamp(static_cast<float>(s[j] * inv), 0.0f, 1.0f);
-    }
-    if (changed == 0 && empty.empty()) break;  // converged: centroids are the means already
-    if (!empty.empty()) {
-      // Re-seed each empty cluster (in index order) at the next point farthest from its
-      // centroid (ties -> lower point index), skipping points equal to one already used.
-      std::vector<uint32_t> order;
-      for (size_t i = 0; i < N; ++i)
-        if (dist[i] > 0) order.push_back(static_cast<uint32_t>(i));
-      std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
-        return dist[a] != dist[b] ? dist[a] > dist[b] : a < b;
-      });
-      // Hashes of the points used so far (a point whose vector equals a used one is
-      // skipped, else flat images would re-seed many clusters at one patch value).
-      std::unordered_multimap<uint64_t, uint32_t> used;
-      auto key = [&](uint32_t i) {
-        return hash_string(std::string_view(reinterpret_cast<const char*>(X.data() + static_cast<size_t>(i) * d),
-                                            sizeof(float) * d));
-      };
-      size_t o = 0;
-      for (int k : empty) {
-        uint64_t h = 0;
-        for (; o < order.size(); ++o) {
-          h = key(order[o]);
-          bool dup = false;
-          auto [lo, hi] = used.equal_range(h);
-          for (auto u = lo; u != hi && !dup; ++u)
-            dup = std::memcmp(X.data() + static_cast<size_t>(order[o]) * d,
-                              X.data() + static_cast<size_t>(u->second) * d, sizeof(float) * d) == 0;
-          if (!dup) break;
-        }
-        if (o == order.size()) break;  // no distinct far points left: keep the old centroid
-        used.emplace(h, order[o]);
-        std::memcpy(cb.centroids.data() + static_cast<size_t>(k) * d, X.data() + static_cast<size_t>(order[o]) * d,
-                    sizeof(float) * d);
-        ++o;
-      }
-    }
-  }
+VqCodebook VqCodebook::train(const std::vector<Image>& images, int patch, int K, uint64_t seed, int iters,
+                             size_t max_patches, const std::function<void(int, int, double)>& progress) {
+  if (patch < 1 || patch > kMaxPatch) fail("vq train: patch size ", patch, " is not in [1, ", kMaxPatch, "]");
+  if (K < 1 || K > kMaxK) fail("vq train: codebook size K=", K, " is not in [1, ", kMaxK, "]");
+  if (iters < 0) fail("vq train: iterations ", iters, " < 0");
+  VqCodebook cb;
+  cb.patch = patch;
+  cb.K = K;
+  Rng rng(seed);
+  const std::vector<float> X = sample_patches(images, patch, K, max_patches, rng);
+  KMeansOptions ko;
+  ko.k = K;
+  ko.max_iters = iters;
+  cb.centroids = kmeans_with(X.data(), X.size() / cb.dim(), cb.dim(), ko, rng, vq_kmeans_variant(), progress).centroids;
   return cb;
 }
 

@@ -34,7 +34,8 @@ struct VqCodebook {
   // to `iters` Lloyd iterations over at most `max_patches` patches (0 = all) sampled
   // without replacement from the aligned patch grids of `images` (pixels right of /
   // below the last whole patch are ignored). Stops early once no assignment changes.
-  // Empty clusters are re-seeded from the points farthest from their centroid.
+  // Empty clusters are re-seeded from the points farthest from their centroid. The
+  // k-means is the shared one (kmeans.hpp) with the VQ's variant.
   // progress(iter, iters, distortion) is called after each assignment step (iter is
   // 1-based; distortion = mean squared distance per patch); it may be empty.
   // Throws mot::Error on bad arguments or fewer than K patches.
