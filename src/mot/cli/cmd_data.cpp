@@ -3,13 +3,12 @@
 #include "mot/cli/commands.hpp"
 #include "mot/core/error.hpp"
 #include "mot/data/format/dataset.hpp"
+#include "mot/data/format/vocab.hpp"
 #include "mot/data/format/shard.hpp"
 #include "mot/data/synth/synth_tokens.hpp"
 #include "mot/data/synth/corpus.hpp"
 #include "mot/data/media/image.hpp"
 #include "mot/data/tokenize/vq.hpp"
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include "mot/model/config.hpp"
 
 namespace mot::cli {
@@ -81,9 +80,7 @@ void register_data(CLI::App& app, Action& action) {
         return 0;
       }
       const data::VqCodebook vq = data::VqCodebook::load(sh->dir + "/vq.safetensors");
-      std::ifstream vf(sh->dir + "/vocab.json");
-      const auto v = nlohmann::json::parse(vf);
-      const int size = v.at("image_size").get<int>();
+      const int size = data::Vocab::read(sh->dir, "not a corpus made by `mot data synth`").fields.at("image_size").get<int>();
       for (size_t i = 0; i < d.images.size(); ++i) {
         if (d.images[i].size() != static_cast<size_t>((size / vq.patch) * (size / vq.patch)))
           fail("document ", sh->doc, ": image ", i + 1, " has ", d.images[i].size(), " tokens, expected ",

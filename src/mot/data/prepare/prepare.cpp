@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mot/core/error.hpp"
+#include "mot/data/format/data_dir.hpp"
 #include "mot/data/prepare/prepare_media.hpp"
 #include "mot/data/prepare/prepare_progress.hpp"
 #include "mot/data/prepare/prepare_report.hpp"
@@ -104,13 +105,7 @@ bool make_out_dir(const PrepareOptions& o, const std::vector<std::unique_ptr<Med
   if (existed)
     for (const auto& e : fs::directory_iterator(o.out, ec))
       if (e.is_regular_file() && is_ours(e.path().filename().string(), kinds)) fs::remove(e.path(), ec);
-  fs::create_directories(o.out, ec);
-  if (ec) fail(o.out, ": cannot create directory: ", ec.message());
-  const std::string probe = o.out + "/.write-test";
-  std::ofstream f(probe);
-  if (!f) fail(o.out, ": directory is not writable");
-  f.close();
-  fs::remove(probe, ec);
+  create_writable_dir(o.out);
   return !existed;
 }
 
@@ -537,7 +532,7 @@ class Preparer {
       for (size_t k = 0; k < kinds_.size(); ++k)
         if (tk_.begin[k] >= 0) kinds_[k]->save(o_.out);
     }
-    io::write_file_atomic(o_.out + "/vocab.json", tk_.vocab_bytes);
+    tk_.vocab.write(o_.out);
   }
 
   json make_summary(const ShardSink& sink) const {

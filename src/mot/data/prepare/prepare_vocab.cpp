@@ -25,23 +25,10 @@ std::string read_small_file(const std::string& path) {
 void load_tokenizers(const std::string& from, const std::vector<std::unique_ptr<MediaKind>>& kinds, Tokenizers& t) {
   std::error_code ec;
   if (!fs::is_directory(from, ec)) fail("--tokenizers ", from, ": no such data directory");
-  if (!fs::exists(from + "/vocab.json", ec))
-    fail(from, ": no vocab.json (not a data directory made by `mot data synth` or `mot data prepare`)");
-  t.vocab_bytes = read_small_file(from + "/vocab.json");
-  json v;
-  try {
-    v = json::parse(t.vocab_bytes);
-  } catch (const json::exception&) {
-    fail(from, "/vocab.json: not valid JSON");
-  }
+  t.vocab = Vocab::read(from, "not a data directory made by `mot data synth` or `mot data prepare`");
   t.text = TextTokenizer::load(from + "/text.model");
   t.reused["text.model"] = read_small_file(from + "/text.model");
-  try {
-    for (const auto& m : v.at("modalities"))
-      t.modalities.push_back({m.at("name").get<std::string>(), m.at("begin").get<uint32_t>(), m.at("end").get<uint32_t>()});
-  } catch (const json::exception&) {
-    fail(from, "/vocab.json: 'modalities' is not a list of {name, begin, end}");
-  }
+  t.modalities = t.vocab.modalities(from);
   if (t.modalities.empty() || t.modalities[0].name != "text" || t.modalities[0].begin != 0 ||
       t.modalities[0].end != static_cast<uint32_t>(t.text.vocab_size()))
     fail(from, "/vocab.json: the first modality is not text [0, ", t.text.vocab_size(), ") as text.model says");
@@ -50,7 +37,7 @@ void load_tokenizers(const std::string& from, const std::vector<std::unique_ptr<
     if (!kinds[k]->pending().empty()) continue;
     for (const auto& m : t.modalities) {
       if (m.name != kinds[k]->name()) continue;
-      kinds[k]->load(from, v);
+      kinds[k]->load(from, t.vocab.fields);
       if (m.end - m.begin != kinds[k]->vocab_size())
         fail(from, "/vocab.json: modality '", m.name, "' has ", m.end - m.begin, " ids but its tokenizer has ",
              kinds[k]->vocab_size());
@@ -84,7 +71,7 @@ void build_vocab(const std::vector<std::unique_ptr<MediaKind>>& kinds, const std
   json mods = json::array();
   for (const auto& m : t.modalities) mods.push_back({{"name", m.name}, {"begin", m.begin}, {"end", m.end}});
   v["modalities"] = mods;
-  t.vocab_bytes = v.dump(2) + "\n";
+  t.vocab = Vocab(std::move(v));
 }
 
 }  // namespace mot::data

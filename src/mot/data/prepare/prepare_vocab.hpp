@@ -13,13 +13,14 @@
 
 #include "mot/data/prepare/prepare_media.hpp"
 #include "mot/data/format/shard.hpp"
+#include "mot/data/format/vocab.hpp"
 #include "mot/data/tokenize/text_tokenizer.hpp"
 
 namespace mot::data {
 
 struct Tokenizers {
   TextTokenizer text;
-  std::string vocab_bytes;                    // vocab.json as written
+  Vocab vocab;                                // vocab.json as written
   std::vector<ModalityRange> modalities;      // shard modality table
   std::vector<int64_t> begin;                 // per media kind: first id of its range, -1 if absent
   std::map<std::string, std::string> reused;  // --tokenizers: file name -> bytes, copied verbatim

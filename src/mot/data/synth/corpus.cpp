@@ -7,12 +7,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 #include <nlohmann/json.hpp>
 
 #include "mot/core/error.hpp"
 #include "mot/core/rng.hpp"
+#include "mot/data/format/data_dir.hpp"
+#include "mot/data/format/vocab.hpp"
 #include "mot/data/synth/scene.hpp"
 #include "mot/data/synth/speech_corpus.hpp"
 #include "mot/data/tokenize/text_tokenizer.hpp"
@@ -87,13 +88,7 @@ void prepare_out_dir(const CorpusOptions& o) {
     if (!fs::is_empty(o.out, ec) && !o.force)
       fail(o.out, ": directory is not empty (pass --force to overwrite the corpus in it)");
   }
-  fs::create_directories(o.out, ec);
-  if (ec) fail(o.out, ": cannot create directory: ", ec.message());
-  const std::string probe = o.out + "/.write-test";
-  std::ofstream f(probe);
-  if (!f) fail(o.out, ": directory is not writable");
-  f.close();
-  fs::remove(probe, ec);
+  create_writable_dir(o.out);
 }
 
 }  // namespace
@@ -302,7 +297,7 @@ void synth_corpus(const CorpusOptions& o) {
     vocab["speech_units_per_second"] = speech.codebook.mel.sample_rate / speech.codebook.mel.hop_length;
     vocab["speech_samples_per_unit"] = speech.codebook.mel.hop_length;
   }
-  io::write_file_atomic(o.out + "/vocab.json", vocab.dump(2) + "\n");
+  Vocab(vocab).write(o.out);
   summary["seed"] = o.seed;
   summary["vq_psnr_db"] = {{"train", psnr_train}, {"heldout", psnr_val}};
   summary["text_vocab"] = V_text;
@@ -326,22 +321,11 @@ void synth_corpus(const CorpusOptions& o) {
 }
 
 DecodedDoc decode_document(const std::string& dir, const std::vector<uint32_t>& tokens) {
-  std::ifstream f(dir + "/vocab.json");
-  if (!f) fail(dir, ": no vocab.json (not a corpus made by `mot data synth`)");
-  json v;
-  try {
-    v = json::parse(f);
-  } catch (const json::exception&) {
-    fail(dir, "/vocab.json: not valid JSON");
-  }
+  const Vocab v = Vocab::read(dir, "not a corpus made by `mot data synth`");
   const TextTokenizer tok = TextTokenizer::load(dir + "/text.model");
   const uint32_t img0 = static_cast<uint32_t>(tok.vocab_size());
   // The speech range, if the corpus has one (vocab.json's "speech" modality).
-  uint32_t sp0 = UINT32_MAX;
-  if (v.contains("modalities") && v["modalities"].is_array())
-    for (const auto& m : v["modalities"])
-      if (m.is_object() && m.value("name", "") == "speech" && m.contains("begin") && m["begin"].is_number_unsigned())
-        sp0 = m["begin"].get<uint32_t>();
+  const uint32_t sp0 = v.begin_of("speech").value_or(UINT32_MAX);
   const int bos_sp = tok.bos_speech_id(), eos_sp = tok.eos_speech_id();
   DecodedDoc d;
   std::vector<int> text;
