@@ -91,30 +91,36 @@ void prepare_out_dir(const CorpusOptions& o) {
   create_writable_dir(o.out);
 }
 
-}  // namespace
+// Seconds since the run started, for progress lines.
+struct Stopwatch {
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  double operator()() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
+};
 
-void synth_corpus(const CorpusOptions& o) {
-  check_options(o);
-  prepare_out_dir(o);
-  const auto t0 = std::chrono::steady_clock::now();
-  auto secs = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-
-  // 1. Scenes: training scenes and held-out validation scenes, by content.
-  Rng rng(o.seed * 0x9e3779b97f4a7c15ull + 17);
+// The documents of a corpus: a scene and kind each, training and held-out (by content).
+// Validation scenes serve every kind, so per-direction losses compare like with like:
+// each also has a caption and a question/answer text.
+struct Scenes {
   std::vector<Doc> train, val;
+  std::vector<std::string> val_caption, val_qa;
+};
+
+Scenes draw_scenes(const CorpusOptions& o) {
+  Rng rng(o.seed * 0x9e3779b97f4a7c15ull + 17);
+  Scenes sc;
   // Without --speech the weights, sums and draws are exactly those of the text+image corpus.
   std::vector<double> mix = {o.mix_gen, o.mix_cap, o.mix_qa};
   if (o.speech) mix.insert(mix.end(), {o.mix_asr, o.mix_tts, o.mix_speech});
   double mix_sum = 0;
   for (double w : mix) mix_sum += w;
   int64_t attempts = 0;
-  while (static_cast<int64_t>(train.size()) < o.scenes || static_cast<int64_t>(val.size()) < o.val_scenes) {
+  while (static_cast<int64_t>(sc.train.size()) < o.scenes || static_cast<int64_t>(sc.val.size()) < o.val_scenes) {
     if (++attempts > 100 * (o.scenes + o.val_scenes) + 100000) fail("synth: cannot draw enough distinct scenes");
     Doc d;
     d.scene = random_scene(rng, o.max_objects);
     const bool v = is_val_scene(d.scene);
-    if (v && static_cast<int64_t>(val.size()) >= o.val_scenes) continue;
-    if (!v && static_cast<int64_t>(train.size()) >= o.scenes) continue;
+    if (v && static_cast<int64_t>(sc.val.size()) >= o.val_scenes) continue;
+    if (!v && static_cast<int64_t>(sc.train.size()) >= o.scenes) continue;
     const double u = rng.uniform() * mix_sum;
     d.kind = kQa;
     double acc = 0;
@@ -124,37 +130,49 @@ void synth_corpus(const CorpusOptions& o) {
         break;
       }
     d.text = d.kind == kQa ? qa_text(d.scene, rng) : caption(d.scene, rng);
-    (v ? val : train).push_back(std::move(d));
+    (v ? sc.val : sc.train).push_back(std::move(d));
   }
-  // Validation scenes serve every kind, so per-direction losses compare like with like.
-  std::vector<std::string> val_caption(val.size()), val_qa(val.size());
-  for (size_t i = 0; i < val.size(); ++i) {
-    val_caption[i] = caption(val[i].scene, rng);
-    val_qa[i] = qa_text(val[i].scene, rng);
+  sc.val_caption.resize(sc.val.size());
+  sc.val_qa.resize(sc.val.size());
+  for (size_t i = 0; i < sc.val.size(); ++i) {
+    sc.val_caption[i] = caption(sc.val[i].scene, rng);
+    sc.val_qa[i] = qa_text(sc.val[i].scene, rng);
   }
-  progress(o, cat(train.size(), " training and ", val.size(), " held-out scenes (", secs(), " s)"));
+  return sc;
+}
 
-  // 2. Images and the VQ codebook (learned on training images only).
-  std::vector<Image> train_images, val_images;
-  for (auto& d : train)
+// The images of the training documents that have one and of every held-out scene;
+// each document's `image` indexes its list.
+struct Images {
+  std::vector<Image> train, val;
+  size_t patches_per_image = 0;
+};
+
+Images render_images(const CorpusOptions& o, Scenes& sc) {
+  Images im;
+  for (auto& d : sc.train)
     if (has_image(d.kind)) {
-      d.image = train_images.size();
-      train_images.push_back(render_scene(d.scene, o.image_size));
+      d.image = im.train.size();
+      im.train.push_back(render_scene(d.scene, o.image_size));
     }
-  for (auto& d : val) {
-    d.image = val_images.size();
-    val_images.push_back(render_scene(d.scene, o.image_size));
+  for (auto& d : sc.val) {
+    d.image = im.val.size();
+    im.val.push_back(render_scene(d.scene, o.image_size));
   }
-  if (train_images.empty()) fail("synth: the mixture produced no images (raise --mix gen or cap)");
-  const size_t patches_per_image = static_cast<size_t>(o.image_size / o.patch) * (o.image_size / o.patch);
-  if (train_images.size() * patches_per_image < static_cast<size_t>(o.codebook))
-    fail("synth: ", train_images.size() * patches_per_image, " image patches are too few for a codebook of ",
+  if (im.train.empty()) fail("synth: the mixture produced no images (raise --mix gen or cap)");
+  im.patches_per_image = static_cast<size_t>(o.image_size / o.patch) * (o.image_size / o.patch);
+  if (im.train.size() * im.patches_per_image < static_cast<size_t>(o.codebook))
+    fail("synth: ", im.train.size() * im.patches_per_image, " image patches are too few for a codebook of ",
          o.codebook, " (raise --scenes or lower --codebook)");
-  progress(o, cat("rendered ", train_images.size() + val_images.size(), " images of ", o.image_size, "x",
-                  o.image_size, "; learning a ", o.codebook, "-entry VQ codebook on ", o.patch, "x", o.patch,
-                  " patches"));
+  return im;
+}
+
+// The VQ codebook, learned on training images only.
+VqCodebook learn_vq(const CorpusOptions& o, const Images& im) {
+  progress(o, cat("rendered ", im.train.size() + im.val.size(), " images of ", o.image_size, "x", o.image_size,
+                  "; learning a ", o.codebook, "-entry VQ codebook on ", o.patch, "x", o.patch, " patches"));
   const bool tty = isatty(2);
-  VqCodebook vq = VqCodebook::train(train_images, o.patch, o.codebook, o.seed, o.vq_iters, 400000,
+  VqCodebook vq = VqCodebook::train(im.train, o.patch, o.codebook, o.seed, o.vq_iters, 400000,
                                     [&](int it, int n, double dist) {
                                       // One line per iteration in logs; one updating line on a terminal.
                                       if (!o.quiet)
@@ -163,81 +181,66 @@ void synth_corpus(const CorpusOptions& o) {
                                                      it, n, dist);
                                     });
   if (!o.quiet && tty) std::fprintf(stderr, "\n");
-  const double psnr_train = reconstruction_psnr(vq, std::vector<Image>(train_images.begin(),
-                                                                       train_images.begin() + std::min<size_t>(train_images.size(), 2000)));
-  const double psnr_val = reconstruction_psnr(vq, val_images);
-  progress(o, cat("VQ reconstruction PSNR: train ", psnr_train, " dB, held-out ", psnr_val, " dB (", secs(), " s)"));
+  return vq;
+}
 
-  // 2b. Speech: captions spoken, unit codebook, units (speech_corpus.hpp).
-  SpeechUnits speech;
-  if (o.speech) {
-    std::vector<std::string> utts;
-    for (auto& d : train)
-      if (has_speech(d.kind)) {
-        d.utt = utts.size();
-        utts.push_back(d.text);
-      }
-    progress(o, cat("speaking ", utts.size(), " training and ", val_caption.size(), " held-out captions with espeak-ng"));
-    SpeechCorpusOptions so;
-    so.units = o.speech_units;
-    so.seed = o.seed;
-    so.iters = o.speech_iters;
-    so.sample_frames = static_cast<size_t>(o.speech_sample_frames);
-    speech = build_speech_units(utts, val_caption, so, [&](const std::string& m) { progress(o, m); });
-    const auto& r = speech.reconstruction;
-    progress(o, cat("speech: ", speech.train_seconds + speech.val_seconds, " s of audio; held-out reconstruction: ",
-                    "quantisation ", r.quantisation_db, " dB, total ", r.total_db, " dB (", secs(), " s)"));
+struct Psnr {
+  double train = 0, val = 0;
+};
+
+Psnr measure_vq(const VqCodebook& vq, const Images& im) {
+  Psnr p;
+  p.train = reconstruction_psnr(vq, std::vector<Image>(im.train.begin(),
+                                                       im.train.begin() + std::min<size_t>(im.train.size(), 2000)));
+  p.val = reconstruction_psnr(vq, im.val);
+  return p;
+}
+
+// Captions spoken, the unit codebook and the units (speech_corpus.hpp); each training
+// speech document's `utt` indexes its utterance.
+SpeechUnits speak_captions(const CorpusOptions& o, Scenes& sc, const Stopwatch& secs) {
+  std::vector<std::string> utts;
+  for (auto& d : sc.train)
+    if (has_speech(d.kind)) {
+      d.utt = utts.size();
+      utts.push_back(d.text);
+    }
+  progress(o, cat("speaking ", utts.size(), " training and ", sc.val_caption.size(),
+                  " held-out captions with espeak-ng"));
+  SpeechCorpusOptions so;
+  so.units = o.speech_units;
+  so.seed = o.seed;
+  so.iters = o.speech_iters;
+  so.sample_frames = static_cast<size_t>(o.speech_sample_frames);
+  SpeechUnits speech = build_speech_units(utts, sc.val_caption, so, [&](const std::string& m) { progress(o, m); });
+  const auto& r = speech.reconstruction;
+  progress(o, cat("speech: ", speech.train_seconds + speech.val_seconds, " s of audio; held-out reconstruction: ",
+                  "quantisation ", r.quantisation_db, " dB, total ", r.total_db, " dB (", secs(), " s)"));
+  return speech;
+}
+
+// One document to emit: its kind, text, image codes (gen, cap) and speech units (asr,
+// tts, speech).
+struct Item {
+  int kind;
+  const std::string* text;
+  const uint32_t* codes;
+  const std::vector<uint32_t>* units;
+};
+
+// Writes the token documents as shards (train-000.shard, val-KIND.shard): text ids,
+// then the image codes, then the speech units, each medium bracketed by its markers.
+// Returns the summary's "shards" entries.
+class ShardWriter {
+ public:
+  ShardWriter(const CorpusOptions& o, const TextTokenizer& tok, size_t patches_per_image)
+      : o_(o), tok_(tok), patches_(patches_per_image), img0_(static_cast<uint32_t>(tok.vocab_size())),
+        sp0_(img0_ + static_cast<uint32_t>(o.codebook)) {  // speech units follow the image codes
+    mods_ = {{"text", 0, img0_}, {"image", img0_, sp0_}};
+    if (o.speech) mods_.push_back({"speech", sp0_, sp0_ + static_cast<uint32_t>(o.speech_units)});
   }
 
-  // 3. Text tokenizer on training text.
-  std::vector<std::string> texts;
-  for (const auto& d : train) texts.push_back(d.text);
-  TextTokenizer tok = TextTokenizer::train(texts, o.text_vocab, o.speech);
-  const int V_text = tok.vocab_size();
-  progress(o, cat("SentencePiece BPE: ", V_text, " text pieces"));
-
-  // 4. Token documents and shards.
-  std::vector<uint32_t> train_codes(train_images.size() * patches_per_image), val_codes(val_images.size() * patches_per_image);
-  vq.encode_batch(train_images, train_codes.data());
-  vq.encode_batch(val_images, val_codes.data());
-  const uint32_t img0 = static_cast<uint32_t>(V_text);
-  const uint32_t sp0 = img0 + static_cast<uint32_t>(o.codebook);  // speech units follow the image codes
-  struct Item {
-    int kind;
-    const std::string* text;
-    const uint32_t* codes;                // image codes (gen, cap)
-    const std::vector<uint32_t>* units;   // speech units (asr, tts, speech)
-  };
-  auto emit = [&](const Item& it, std::vector<uint32_t>& out) {
-    const int kind = it.kind;
-    const std::string& text = *it.text;
-    const uint32_t* codes = it.codes;
-    auto text_ids = [&] {
-      for (int id : tok.encode(text)) out.push_back(static_cast<uint32_t>(id));
-    };
-    auto image_ids = [&] {
-      out.push_back(static_cast<uint32_t>(tok.boi_id()));
-      for (size_t i = 0; i < patches_per_image; ++i) out.push_back(img0 + codes[i]);
-      out.push_back(static_cast<uint32_t>(tok.eoi_id()));
-    };
-    auto speech_ids = [&] {
-      out.push_back(static_cast<uint32_t>(tok.bos_speech_id()));
-      for (uint32_t u : *it.units) out.push_back(sp0 + u);
-      out.push_back(static_cast<uint32_t>(tok.eos_speech_id()));
-    };
-    out.push_back(static_cast<uint32_t>(tok.bos_id()));
-    if (kind == kGen) { text_ids(); image_ids(); }
-    else if (kind == kCap) { image_ids(); text_ids(); }
-    else if (kind == kAsr) { speech_ids(); text_ids(); }
-    else if (kind == kTts) { text_ids(); speech_ids(); }
-    else if (kind == kSpeech) speech_ids();
-    else text_ids();
-    out.push_back(static_cast<uint32_t>(tok.eos_id()));
-  };
-  std::vector<ModalityRange> mods = {{"text", 0, img0}, {"image", img0, sp0}};
-  if (o.speech) mods.push_back({"speech", sp0, sp0 + static_cast<uint32_t>(o.speech_units)});
-  json summary;
-  auto write = [&](const std::string& name, const std::vector<Item>& docs) {
+  void write(const std::string& name, const std::vector<Item>& docs, json& summary) const {
     std::vector<uint32_t> tokens;
     std::vector<uint64_t> offsets{0};
     int64_t by_mod[3] = {0, 0, 0}, by_kind[6] = {0, 0, 0, 0, 0, 0};
@@ -246,38 +249,84 @@ void synth_corpus(const CorpusOptions& o) {
       offsets.push_back(tokens.size());
       by_kind[it.kind]++;
     }
-    for (uint32_t t : tokens) by_mod[t >= sp0 ? 2 : (t >= img0 ? 1 : 0)]++;
-    write_shard(o.out + "/" + name, mods, tokens, offsets);
+    for (uint32_t t : tokens) by_mod[t >= sp0_ ? 2 : (t >= img0_ ? 1 : 0)]++;
+    write_shard(o_.out + "/" + name, mods_, tokens, offsets);
     json& s = summary["shards"][name];
     s = {{"documents", docs.size()},
          {"tokens", tokens.size()},
          {"tokens_by_modality", {{"text", by_mod[0]}, {"image", by_mod[1]}}},
          {"documents_by_kind", {{"gen", by_kind[0]}, {"cap", by_kind[1]}, {"qa", by_kind[2]}}}};
-    if (o.speech) {
+    if (o_.speech) {
       s["tokens_by_modality"]["speech"] = by_mod[2];
       for (int k : {kAsr, kTts, kSpeech}) s["documents_by_kind"][kKindNames[k]] = by_kind[k];
     }
-  };
+  }
+
+ private:
+  void emit(const Item& it, std::vector<uint32_t>& out) const {
+    auto text_ids = [&] {
+      for (int id : tok_.encode(*it.text)) out.push_back(static_cast<uint32_t>(id));
+    };
+    auto image_ids = [&] {
+      out.push_back(static_cast<uint32_t>(tok_.boi_id()));
+      for (size_t i = 0; i < patches_; ++i) out.push_back(img0_ + it.codes[i]);
+      out.push_back(static_cast<uint32_t>(tok_.eoi_id()));
+    };
+    auto speech_ids = [&] {
+      out.push_back(static_cast<uint32_t>(tok_.bos_speech_id()));
+      for (uint32_t u : *it.units) out.push_back(sp0_ + u);
+      out.push_back(static_cast<uint32_t>(tok_.eos_speech_id()));
+    };
+    out.push_back(static_cast<uint32_t>(tok_.bos_id()));
+    if (it.kind == kGen) { text_ids(); image_ids(); }
+    else if (it.kind == kCap) { image_ids(); text_ids(); }
+    else if (it.kind == kAsr) { speech_ids(); text_ids(); }
+    else if (it.kind == kTts) { text_ids(); speech_ids(); }
+    else if (it.kind == kSpeech) speech_ids();
+    else text_ids();
+    out.push_back(static_cast<uint32_t>(tok_.eos_id()));
+  }
+
+  const CorpusOptions& o_;
+  const TextTokenizer& tok_;
+  size_t patches_;
+  uint32_t img0_, sp0_;
+  std::vector<ModalityRange> mods_;
+};
+
+// train-000.shard, then one val-KIND.shard per kind over every held-out scene.
+json write_shards(const CorpusOptions& o, const Scenes& sc, const Images& im, const VqCodebook& vq,
+                  const SpeechUnits& speech, const TextTokenizer& tok) {
+  const size_t ppi = im.patches_per_image;
+  std::vector<uint32_t> train_codes(im.train.size() * ppi), val_codes(im.val.size() * ppi);
+  vq.encode_batch(im.train, train_codes.data());
+  vq.encode_batch(im.val, val_codes.data());
+  const ShardWriter writer(o, tok, ppi);
+  json summary;
   {
     std::vector<Item> docs;
-    for (const auto& d : train)
-      docs.push_back({d.kind, &d.text, has_image(d.kind) ? train_codes.data() + d.image * patches_per_image : nullptr,
+    for (const auto& d : sc.train)
+      docs.push_back({d.kind, &d.text, has_image(d.kind) ? train_codes.data() + d.image * ppi : nullptr,
                       has_speech(d.kind) ? &speech.train[d.utt] : nullptr});
-    write("train-000.shard", docs);
+    writer.write("train-000.shard", docs, summary);
   }
   std::vector<int> val_kinds = {kGen, kCap, kQa};
   if (o.speech) val_kinds.insert(val_kinds.end(), {kAsr, kTts, kSpeech});
   for (int kind : val_kinds) {
     std::vector<Item> docs;
-    for (size_t i = 0; i < val.size(); ++i)
-      docs.push_back({kind, kind == kQa ? &val_qa[i] : &val_caption[i], val_codes.data() + val[i].image * patches_per_image,
+    for (size_t i = 0; i < sc.val.size(); ++i)
+      docs.push_back({kind, kind == kQa ? &sc.val_qa[i] : &sc.val_caption[i], val_codes.data() + sc.val[i].image * ppi,
                       o.speech ? &speech.val[i] : nullptr});
-    write(cat("val-", kKindNames[kind], ".shard"), docs);
+    writer.write(cat("val-", kKindNames[kind], ".shard"), docs, summary);
   }
-  tok.save(o.out + "/text.model");
-  vq.save(o.out + "/vq.safetensors");
-  if (o.speech) speech.codebook.save(o.out + "/speech.safetensors");
+  return summary;
+}
 
+// vocab.json: text ids, then the image codes, then the speech units.
+Vocab corpus_vocab(const CorpusOptions& o, const TextTokenizer& tok, size_t patches_per_image,
+                   const SpeechUnits& speech) {
+  const int V_text = tok.vocab_size();
+  const uint32_t sp0 = static_cast<uint32_t>(V_text) + static_cast<uint32_t>(o.codebook);
   json vocab = {{"vocab_size", V_text + o.codebook},
                 {"bos_id", tok.bos_id()},
                 {"eos_id", tok.eos_id()},
@@ -297,9 +346,13 @@ void synth_corpus(const CorpusOptions& o) {
     vocab["speech_units_per_second"] = speech.codebook.mel.sample_rate / speech.codebook.mel.hop_length;
     vocab["speech_samples_per_unit"] = speech.codebook.mel.hop_length;
   }
-  Vocab(vocab).write(o.out);
+  return Vocab(std::move(vocab));
+}
+
+// summary.json beside the shard entries: seed, VQ quality, vocabulary sizes, speech.
+void add_summary(const CorpusOptions& o, const Psnr& psnr, int V_text, const SpeechUnits& speech, json& summary) {
   summary["seed"] = o.seed;
-  summary["vq_psnr_db"] = {{"train", psnr_train}, {"heldout", psnr_val}};
+  summary["vq_psnr_db"] = {{"train", psnr.train}, {"heldout", psnr.val}};
   summary["text_vocab"] = V_text;
   summary["codebook"] = o.codebook;
   if (o.speech) {
@@ -315,6 +368,36 @@ void synth_corpus(const CorpusOptions& o) {
                                              {"total_db", r.total_db},
                                              {"spectral_convergence", r.spectral_convergence}}}};
   }
+}
+
+}  // namespace
+
+void synth_corpus(const CorpusOptions& o) {
+  check_options(o);
+  prepare_out_dir(o);
+  const Stopwatch secs;
+
+  Scenes sc = draw_scenes(o);
+  progress(o, cat(sc.train.size(), " training and ", sc.val.size(), " held-out scenes (", secs(), " s)"));
+
+  const Images im = render_images(o, sc);
+  const VqCodebook vq = learn_vq(o, im);
+  const Psnr psnr = measure_vq(vq, im);
+  progress(o, cat("VQ reconstruction PSNR: train ", psnr.train, " dB, held-out ", psnr.val, " dB (", secs(), " s)"));
+
+  const SpeechUnits speech = o.speech ? speak_captions(o, sc, secs) : SpeechUnits{};
+
+  std::vector<std::string> texts;  // the text tokenizer learns on training text
+  for (const auto& d : sc.train) texts.push_back(d.text);
+  const TextTokenizer tok = TextTokenizer::train(texts, o.text_vocab, o.speech);
+  progress(o, cat("SentencePiece BPE: ", tok.vocab_size(), " text pieces"));
+
+  json summary = write_shards(o, sc, im, vq, speech, tok);
+  tok.save(o.out + "/text.model");
+  vq.save(o.out + "/vq.safetensors");
+  if (o.speech) speech.codebook.save(o.out + "/speech.safetensors");
+  corpus_vocab(o, tok, im.patches_per_image, speech).write(o.out);
+  add_summary(o, psnr, tok.vocab_size(), speech, summary);
   io::write_file_atomic(o.out + "/summary.json", summary.dump(2) + "\n");
   progress(o, cat("wrote ", o.out, " (", secs(), " s): ", summary["shards"]["train-000.shard"]["tokens"].get<int64_t>(),
                   " training tokens"));
