@@ -1,8 +1,8 @@
 // Speech for `mot data prepare`: audio files (anything libsndfile reads: WAV, FLAC,
 // Ogg/Vorbis, Ogg/Opus, MP3, AIFF, ...; format sniffed by libsndfile, not taken from the
 // extension) become 16 kHz mono (audio/audio_io.hpp), log-mel frames at 25 Hz and
-// units of a k-means codebook (audio/unit_codebook.hpp), the tokenizer and layouts of
-// `mot data synth --speech`:
+// units of a k-means codebook (data/tokenize/unit_codebook.hpp), the tokenizer and
+// layouts of `mot data synth --speech`:
 //   asr     <s> <bos_speech> units <eos_speech> transcript </s>
 //   tts     <s> transcript <bos_speech> units <eos_speech> </s>
 //   speech  <s> <bos_speech> units <eos_speech> </s>           (no transcript)

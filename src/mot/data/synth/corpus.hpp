@@ -48,7 +48,7 @@ struct CorpusOptions {
 //   text.model     SentencePiece model      vq.safetensors  image codebook
 //   summary.json   documents and tokens per kind and modality, VQ PSNR
 // and with opt.speech also val-asr.shard, val-tts.shard, val-speech.shard and
-//   speech.safetensors  the unit codebook (audio/unit_codebook.hpp)
+//   speech.safetensors  the unit codebook (data/tokenize/unit_codebook.hpp)
 void synth_corpus(const CorpusOptions& opt);
 
 // A document split back into its parts, for `mot data show` and tests.

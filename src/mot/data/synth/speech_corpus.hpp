@@ -1,5 +1,5 @@
 // Speech for the built-in corpus (`mot data synth --speech`): texts spoken with
-// espeak-ng (speech_synth.hpp), a unit codebook (audio/unit_codebook.hpp) learned on
+// espeak-ng (speech_synth.hpp), a unit codebook (data/tokenize/unit_codebook.hpp) learned on
 // a bounded sample of the training utterances' log-mel frames, and every utterance
 // encoded to units at 25 Hz (one unit per 640 samples of 16 kHz audio).
 //
