@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "mot/core/error.hpp"
-#include "mot/data/shard.hpp"
+#include "mot/data/format/shard.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

@@ -1,4 +1,4 @@
-// Speech units (src/mot/audio/kmeans.hpp, unit_codebook.hpp, griffin_lim.hpp,
+// Speech units (src/mot/data/tokenize/kmeans.hpp, unit_codebook.hpp, griffin_lim.hpp,
 // reconstruction.hpp): k-means recovers separable clusters and is deterministic (also
 // across thread counts), units encode -> decode -> encode is the identity, the
 // reconstruction measure stays below stated bounds on a synthetic voiced signal,
@@ -17,17 +17,17 @@
 #include <vector>
 
 #include "mot/audio/griffin_lim.hpp"
-#include "mot/audio/kmeans.hpp"
+#include "mot/data/tokenize/kmeans.hpp"
 #include "mot/audio/mel.hpp"
 #include "mot/audio/reconstruction.hpp"
-#include "mot/audio/unit_codebook.hpp"
+#include "mot/data/tokenize/unit_codebook.hpp"
 #include "mot/core/error.hpp"
 #include "mot/core/rng.hpp"
 #include "mot/io/safetensors.hpp"
 #include "test_files.hpp"
 
 namespace fs = std::filesystem;
-using mot::audio::KMeansOptions;
+using mot::data::KMeansOptions;
 using mot::audio::MelSpectrogram;
 using mot::audio::UnitCodebook;
 using mot::audio::UnitTrainOptions;
@@ -133,11 +133,11 @@ TEST(AudioKMeans, RecoversSeparableClustersWithFullPurity) {
   KMeansOptions opt;
   opt.k = k;
   opt.seed = 42;
-  const mot::audio::KMeans km = mot::audio::kmeans(X.data(), label.size(), dim, opt);
+  const mot::data::KMeans km = mot::data::kmeans(X.data(), label.size(), dim, opt);
   EXPECT_TRUE(km.converged);
   EXPECT_NEAR(km.distortion, dim * 0.01, 0.02);  // the noise variance: nothing left but noise
   std::vector<uint32_t> ids(label.size());
-  mot::audio::nearest_centroids(km.centroids.data(), k, dim, X.data(), label.size(), ids.data());
+  mot::data::nearest_centroids(km.centroids.data(), k, dim, X.data(), label.size(), ids.data());
   // Purity 100%: every true cluster maps to one unit, and distinct clusters to distinct units.
   std::vector<int> unit_of(k, -1);
   for (size_t i = 0; i < label.size(); ++i) {
@@ -164,15 +164,15 @@ TEST(AudioKMeans, IsDeterministicForASeedAndAnyThreadCount) {
   opt.max_iters = 15;
   const int threads = omp_get_max_threads();
   omp_set_num_threads(1);
-  const mot::audio::KMeans a = mot::audio::kmeans(X.data(), label.size(), dim, opt);
+  const mot::data::KMeans a = mot::data::kmeans(X.data(), label.size(), dim, opt);
   omp_set_num_threads(2);
-  const mot::audio::KMeans b = mot::audio::kmeans(X.data(), label.size(), dim, opt);
+  const mot::data::KMeans b = mot::data::kmeans(X.data(), label.size(), dim, opt);
   omp_set_num_threads(threads);
   ASSERT_EQ(a.centroids.size(), b.centroids.size());
   EXPECT_EQ(std::memcmp(a.centroids.data(), b.centroids.data(), a.centroids.size() * sizeof(float)), 0);
   EXPECT_EQ(a.iters, b.iters);
   opt.seed = 6;
-  const mot::audio::KMeans c = mot::audio::kmeans(X.data(), label.size(), dim, opt);
+  const mot::data::KMeans c = mot::data::kmeans(X.data(), label.size(), dim, opt);
   EXPECT_NE(a.centroids, c.centroids);
 }
 
@@ -180,12 +180,12 @@ TEST(AudioKMeans, BadInputsThrow) {
   std::vector<float> X(20, 1.0f);
   KMeansOptions opt;
   opt.k = 11;
-  EXPECT_THROW(mot::audio::kmeans(X.data(), 10, 2, opt), mot::Error);  // fewer points than k
+  EXPECT_THROW(mot::data::kmeans(X.data(), 10, 2, opt), mot::Error);  // fewer points than k
   opt.k = 3;
   X[5] = NAN;
-  EXPECT_THROW(mot::audio::kmeans(X.data(), 10, 2, opt), mot::Error);
+  EXPECT_THROW(mot::data::kmeans(X.data(), 10, 2, opt), mot::Error);
   X[5] = 1.0f;  // all points equal: still k centroids (duplicates), no crash
-  EXPECT_EQ(mot::audio::kmeans(X.data(), 10, 2, opt).centroids.size(), 6u);
+  EXPECT_EQ(mot::data::kmeans(X.data(), 10, 2, opt).centroids.size(), 6u);
 }
 
 TEST_F(AudioUnits, EncodeDecodeRoundTripAndReconstructionBounds) {

@@ -15,7 +15,7 @@
 
 #include "mot/core/error.hpp"
 #include "mot/core/rng.hpp"
-#include "mot/data/image.hpp"
+#include "mot/data/media/image.hpp"
 
 namespace fs = std::filesystem;
 using mot::data::Image;

@@ -15,7 +15,7 @@
 
 #include "mot/core/error.hpp"
 #include "mot/core/rng.hpp"
-#include "mot/data/scene.hpp"
+#include "mot/data/synth/scene.hpp"
 
 using mot::Rng;
 using mot::data::analyze_image;

@@ -10,7 +10,7 @@
 #include <fstream>
 
 #include "mot/core/error.hpp"
-#include "mot/data/shard.hpp"
+#include "mot/data/format/shard.hpp"
 
 namespace fs = std::filesystem;
 using mot::data::ModalityRange;

@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "mot/core/error.hpp"
-#include "mot/data/text_tokenizer.hpp"
+#include "mot/data/tokenize/text_tokenizer.hpp"
 
 using mot::data::TextTokenizer;
 

@@ -17,9 +17,9 @@
 
 #include "mot/core/error.hpp"
 #include "mot/core/rng.hpp"
-#include "mot/data/image.hpp"
-#include "mot/data/scene.hpp"
-#include "mot/data/vq.hpp"
+#include "mot/data/media/image.hpp"
+#include "mot/data/synth/scene.hpp"
+#include "mot/data/tokenize/vq.hpp"
 #include "mot/io/safetensors.hpp"
 
 namespace fs = std::filesystem;

@@ -10,7 +10,7 @@
 #include <span>
 
 #include "mot/audio/griffin_lim.hpp"
-#include "mot/audio/unit_codebook.hpp"
+#include "mot/data/tokenize/unit_codebook.hpp"
 
 namespace mot::audio {
 

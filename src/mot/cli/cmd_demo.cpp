@@ -10,7 +10,8 @@
 #include "mot/cli/commands.hpp"
 #include "mot/compare/compare.hpp"
 #include "mot/core/error.hpp"
-#include "mot/data/corpus.hpp"
+#include "mot/data/format/vocab.hpp"
+#include "mot/data/synth/corpus.hpp"
 
 namespace mot::cli {
 
@@ -67,7 +68,7 @@ void register_demo(CLI::App& app, Action& action) {
     }
     action = [o] {
       if (!fs::exists(o->config)) fail(o->config, ": config not found (run from the repository root or pass --config)");
-      if (!fs::exists(o->data + "/vocab.json")) {
+      if (!data::Vocab::exists(o->data)) {
         std::fprintf(stderr, "demo: generating the built-in corpus in %s\n", o->data.c_str());
         data::CorpusOptions co;
         co.out = o->data;

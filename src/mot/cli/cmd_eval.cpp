@@ -3,7 +3,7 @@
 #include "mot/cli/commands.hpp"
 #include "mot/core/cpu_setup.hpp"
 #include "mot/core/error.hpp"
-#include "mot/data/dataset.hpp"
+#include "mot/data/format/dataset.hpp"
 #include "mot/model/model.hpp"
 #include "mot/train/checkpoint.hpp"
 #include "mot/train/evaluate.hpp"

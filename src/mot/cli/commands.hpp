@@ -44,6 +44,13 @@ void register_grad(CLI::App& app, Action& action);
 void register_train(CLI::App& app, Action& action);
 void register_info(CLI::App& app, Action& action);
 void register_data(CLI::App& app, Action& action);
+// The subcommands of `mot data` (cmd_data_*.cpp), registered on the group by register_data.
+void register_data_synth(CLI::App& data, Action& action);
+void register_data_show(CLI::App& data, Action& action);
+void register_data_synth_tokens(CLI::App& data, Action& action);
+void register_data_pack(CLI::App& data, Action& action);
+void register_data_inspect(CLI::App& data, Action& action);
+void register_data_prepare(CLI::App& data, Action& action);
 void register_demo(CLI::App& app, Action& action);
 void register_compare(CLI::App& app, Action& action);
 void register_bench(CLI::App& app, Action& action);

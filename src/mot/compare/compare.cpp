@@ -11,7 +11,7 @@
 #include "mot/compare/runner.hpp"
 #include "mot/compare/variants.hpp"
 #include "mot/core/error.hpp"
-#include "mot/data/dataset.hpp"
+#include "mot/data/format/dataset.hpp"
 #include "mot/io/atomic_file.hpp"
 #include "mot/io/dir_lock.hpp"
 #include "mot/model/flops.hpp"

@@ -1,7 +1,7 @@
 // Squared Euclidean distance in a fixed summation order (8 interleaved partial sums,
 // which vectorise), so every caller gets bit-identical results whatever the thread
-// count. Shared by the image VQ (data/vq.cpp) and the speech unit k-means
-// (audio/kmeans.cpp).
+// count. Shared by the image VQ (data/tokenize/vq.cpp) and the speech unit k-means
+// (data/tokenize/kmeans.cpp).
 #pragma once
 
 namespace mot {

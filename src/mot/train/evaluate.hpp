@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "mot/data/dataset.hpp"
+#include "mot/data/format/dataset.hpp"
 #include "mot/model/model.hpp"
 
 namespace mot {

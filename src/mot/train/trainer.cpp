@@ -20,7 +20,7 @@
 
 #include "mot/core/cpu_setup.hpp"
 #include "mot/core/error.hpp"
-#include "mot/data/dataset.hpp"
+#include "mot/data/format/dataset.hpp"
 #include "mot/io/atomic_file.hpp"
 #include "mot/io/dir_lock.hpp"
 #include "mot/model/memory.hpp"
