@@ -1,5 +1,7 @@
 #include "mot/model/config.hpp"
 
+#include "mot/data/format/vocab.hpp"
+
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -500,16 +502,10 @@ namespace {
 void fill_vocab_from_data(json& model, const json& data) {
   if (model.contains("vocab_size") && model.contains("modalities")) return;
   if (!data.is_object() || !data.contains("path") || !data["path"].is_string()) return;
-  const std::string path = data["path"].get<std::string>() + "/vocab.json";
-  std::ifstream f(path);
-  if (!f) return;
-  json v;
-  try {
-    v = json::parse(f);
-  } catch (const json::exception&) {
-    fail(path, ": not valid JSON");
-  }
-  if (!v.is_object()) fail(path, ": expected a JSON object");
+  const std::string dir = data["path"].get<std::string>();
+  if (!data::Vocab::exists(dir)) return;
+  const json v = data::Vocab::read(dir, "a data directory").fields;
+  if (!v.is_object()) fail(data::Vocab::path(dir), ": expected a JSON object");
   for (const char* k : {"vocab_size", "bos_id", "modalities"})
     if (!model.contains(k) && v.contains(k)) model[k] = v[k];
 }

@@ -6,8 +6,9 @@
 // (text first, then image, then speech), the text tokenizer's marker ids
 // (bos/eos/boi/eoi, bos_speech/eos_speech) and per media kind its geometry
 // (image_size, patch, tokens_per_image; speech_units, ...). Vocab is the only code
-// in data/ and cli/ that reads or writes the file; the tokenizer kinds add and read
-// their own keys on `fields`. (model/config.cpp still reads it for [data] path.)
+// that reads or writes the file (model/config.cpp reads it through here for a config
+// whose [data] path supplies the vocabulary); the tokenizer kinds add and read their
+// own keys on `fields`.
 #pragma once
 #include <cstdint>
 #include <optional>
