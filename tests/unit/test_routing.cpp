@@ -2,8 +2,9 @@
 // stable sort by input modality (perm / inv inverse permutations, mod_begin offsets),
 // row_len = valid tokens - 1, inputs / targets / target modalities / positions,
 // targets_by_mod, row groups per component (tied -> one group, shared copies merged when
-// adjacent), empty and one-token modality segments, doc_start from bos_id under
-// doc_mask, degenerate batches, reuse of one Routing, and mot::Error on bad tokens.
+// adjacent), empty and one-token modality segments, attention key ranges (document start
+// from bos_id under doc_mask, causal end), degenerate batches, reuse of one Routing, and
+// mot::Error on bad tokens.
 // Every built routing is checked against a naive re-derivation from the tokens.
 #include <gtest/gtest.h>
 
@@ -97,7 +98,8 @@ void check_routing(const ModelConfig& c, const TokenBatch& batch, const Routing&
   ASSERT_EQ(static_cast<int64_t>(r.target_mod.size()), N);
   ASSERT_EQ(static_cast<int64_t>(r.pos.size()), N);
   ASSERT_EQ(static_cast<int64_t>(r.inv.size()), B * T);
-  ASSERT_EQ(static_cast<int64_t>(r.doc_start.size()), B * T);
+  ASSERT_EQ(static_cast<int64_t>(r.kv_lo.size()), B * T);
+  ASSERT_EQ(static_cast<int64_t>(r.kv_hi.size()), B * T);
   ASSERT_EQ(static_cast<int>(r.mod_begin.size()), M + 1);
   ASSERT_EQ(static_cast<int>(r.targets_by_mod.size()), M);
 
@@ -130,14 +132,16 @@ void check_routing(const ModelConfig& c, const TokenBatch& batch, const Routing&
     }
   EXPECT_EQ(valid_slots, N);
 
-  // doc_start: the last bos at or before t (0 if none) under doc_mask, else 0; 0 on padding.
+  // kv_lo (document start): the last bos at or before t (0 if none) under doc_mask, else 0;
+  // kv_hi = t + 1 (causal); both 0 on padding.
   for (int64_t b = 0; b < B; ++b)
     for (int64_t t = 0; t < T; ++t) {
       int32_t want = 0;
       if (c.doc_mask && t < r.row_len[b])
         for (int64_t u = 0; u <= t; ++u)
           if (batch.at(b, u) == c.bos_id) want = static_cast<int32_t>(u);
-      EXPECT_EQ(r.doc_start[b * T + t], want) << "doc_start b=" << b << " t=" << t;
+      EXPECT_EQ(r.kv_lo[b * T + t], want) << "kv_lo b=" << b << " t=" << t;
+      EXPECT_EQ(r.kv_hi[b * T + t], t < r.row_len[b] ? t + 1 : 0) << "kv_hi b=" << b << " t=" << t;
     }
 
   // Groups: cover [0, N) in order, non-empty, maximal (neighbours differ in copy), and each
@@ -209,8 +213,8 @@ TEST(Routing, SortsStablyByModality) {
   // Padding slots: row 0 t6; row 1 t2..t6.
   EXPECT_EQ(r.inv[0 * 7 + 6], -1);
   for (int t = 2; t < 7; ++t) EXPECT_EQ(r.inv[1 * 7 + t], -1);
-  // doc_mask off: every doc_start 0 even though row 2 holds a bos (token 1).
-  for (int32_t d : r.doc_start) EXPECT_EQ(d, 0);
+  // doc_mask off: every kv_lo 0 even though row 2 holds a bos (token 1).
+  for (int32_t d : r.kv_lo) EXPECT_EQ(d, 0);
 }
 
 TEST(Routing, GroupsTiedUntiedAndShared) {
@@ -317,17 +321,19 @@ TEST(Routing, DocStartFollowsBos) {
   const std::vector<int32_t> row0 = {0, 0, 0, 3, 3, 5, 6, 6, 0};
   const std::vector<int32_t> row1 = {0, 0, 2, 2, 2, 2, 2, 2, 2};
   for (int64_t t = 0; t < T; ++t) {
-    EXPECT_EQ(r.doc_start[0 * T + t], row0[t]) << t;
-    EXPECT_EQ(r.doc_start[1 * T + t], row1[t]) << t;
-    EXPECT_EQ(r.doc_start[2 * T + t], 0) << t;
-    EXPECT_EQ(r.doc_start[3 * T + t], 0) << t;
+    EXPECT_EQ(r.kv_lo[0 * T + t], row0[t]) << t;
+    EXPECT_EQ(r.kv_lo[1 * T + t], row1[t]) << t;
+    EXPECT_EQ(r.kv_lo[2 * T + t], 0) << t;
+    EXPECT_EQ(r.kv_lo[3 * T + t], 0) << t;
   }
-  // Invariant the attention kernel relies on: doc_start[t] <= t and non-decreasing in t.
+  // The ranges are causal and within the document: kv_lo[t] <= t < kv_hi[t] = t + 1,
+  // kv_lo non-decreasing in t.
   for (int64_t b2 = 0; b2 < r.B; ++b2)
     for (int64_t t = 0; t < r.row_len[b2]; ++t) {
-      EXPECT_LE(r.doc_start[b2 * T + t], t);
+      EXPECT_LE(r.kv_lo[b2 * T + t], t);
+      EXPECT_EQ(r.kv_hi[b2 * T + t], t + 1);
       if (t > 0) {
-        EXPECT_GE(r.doc_start[b2 * T + t], r.doc_start[b2 * T + t - 1]);
+        EXPECT_GE(r.kv_lo[b2 * T + t], r.kv_lo[b2 * T + t - 1]);
       }
     }
 }
@@ -366,7 +372,8 @@ TEST(Routing, ReuseMatchesFreshBuild) {
   const Routing f = build(c, small);
   EXPECT_EQ(r.perm, f.perm);
   EXPECT_EQ(r.inv, f.inv);
-  EXPECT_EQ(r.doc_start, f.doc_start);
+  EXPECT_EQ(r.kv_lo, f.kv_lo);
+  EXPECT_EQ(r.kv_hi, f.kv_hi);
   EXPECT_EQ(r.mod_begin, f.mod_begin);
   EXPECT_EQ(r.targets_by_mod, f.targets_by_mod);
   EXPECT_EQ(r.n_targets, f.n_targets);

@@ -72,7 +72,8 @@ void Model::attention_forward(int l, const float* in, float* out) {
       }
     }
   }
-  cpu::attention_forward({rt_.B, H, T, hd}, a.Q, a.K, a.V, rt_.row_len.data(), rt_.doc_start.data(), a.O, a.lse);
+  const cpu::KeyRanges kr{rt_.row_len.data(), rt_.row_len.data(), rt_.kv_lo.data(), rt_.kv_hi.data()};
+  cpu::attention_forward({rt_.B, H, T, T, hd}, a.Q, a.K, a.V, kr, a.O, a.lse);
   // Back to sorted rows, heads concatenated.
 #pragma omp parallel for schedule(static)
   for (int64_t s = 0; s < rt_.N; ++s) {
@@ -102,8 +103,8 @@ void Model::attention_backward(int l, const float* in, const float* dout, float*
     for (int64_t h = 0; h < H; ++h)
       std::memcpy(ws_.dO + ((b * H + h) * T + t) * hd, dcat + s * d + h * hd, sizeof(float) * hd);
   }
-  cpu::attention_backward({rt_.B, H, T, hd}, a.Q, a.K, a.V, a.O, a.lse, ws_.dO, rt_.row_len.data(),
-                          rt_.doc_start.data(), ws_.dQ, ws_.dK, ws_.dV);
+  const cpu::KeyRanges kr{rt_.row_len.data(), rt_.row_len.data(), rt_.kv_lo.data(), rt_.kv_hi.data()};
+  cpu::attention_backward({rt_.B, H, T, T, hd}, a.Q, a.K, a.V, a.O, a.lse, ws_.dO, kr, ws_.dQ, ws_.dK, ws_.dV);
   // From heads back to qkv rows: undo RoPE, then QK-norm backward.
   for (const RowGroup& g : groups) {
     const float* qw = cfg_.qk_norm ? params_ + w.q_norm[g.copy] : nullptr;

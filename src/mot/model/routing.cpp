@@ -56,7 +56,7 @@ void build_pools(const ModelConfig& c, Routing& r) {
 
 void Routing::reserve(const ModelConfig& c, int64_t rows, int64_t len) {
   const size_t n = static_cast<size_t>(rows * len);
-  for (auto* v : {&perm, &inv, &input, &target, &target_mod, &pos, &doc_start}) v->reserve(n);
+  for (auto* v : {&perm, &inv, &input, &target, &target_mod, &pos, &kv_lo, &kv_hi}) v->reserve(n);
   row_len.reserve(rows);
   pool_rows.reserve(n);
   pools.reserve(rows * c.n_modalities());
@@ -72,7 +72,8 @@ void build_routing(const ModelConfig& c, const TokenBatch& batch, Routing& r) {
   r.T = batch.len > 0 ? batch.len - 1 : 0;
   r.row_len.assign(r.B, 0);
   r.inv.assign(r.B * r.T, -1);
-  r.doc_start.assign(r.B * r.T, 0);
+  r.kv_lo.assign(r.B * r.T, 0);
+  r.kv_hi.assign(r.B * r.T, 0);
   r.mod_begin.assign(M + 1, 0);
   r.targets_by_mod.assign(M, 0);
   r.n_targets = 0;
@@ -126,7 +127,8 @@ void build_routing(const ModelConfig& c, const TokenBatch& batch, Routing& r) {
       r.target_mod[s] = tm;
       if (tm >= 0) { r.n_targets++; r.targets_by_mod[tm]++; }
       if (c.doc_mask && tok == c.bos_id) start = static_cast<int32_t>(t);
-      r.doc_start[b * r.T + t] = c.doc_mask ? start : 0;
+      r.kv_lo[b * r.T + t] = c.doc_mask ? start : 0;
+      r.kv_hi[b * r.T + t] = static_cast<int32_t>(t + 1);
     }
   }
 

@@ -55,7 +55,7 @@ struct Routing {
   std::vector<int32_t> target;     // sorted s -> target token, -1 if none
   std::vector<int32_t> target_mod; // sorted s -> modality of the target, -1 if none
   std::vector<int32_t> pos;        // sorted s -> RoPE position t
-  std::vector<int32_t> doc_start;  // b*T + t -> first key position it may attend to
+  std::vector<int32_t> kv_lo, kv_hi;  // b*T + t -> the keys it attends to: [doc start, t + 1)
   std::vector<int64_t> mod_begin;  // M + 1 offsets into sorted order, by input modality
   std::vector<RowGroup> groups[kComponents];  // contiguous rows sharing one weight copy
   int64_t n_targets = 0;
