@@ -194,7 +194,10 @@ void attention_forward(const AttnShape& s, const float* Q, const float* K, const
         // visible key (the diagonal, for causal ranges); none if every range is empty.
         const Range keys = keys_seen(lo, hi, i0, i0 + nr, 0, Lk);
         for (int64_t j0 = keys.lo / kBc * kBc; j0 < keys.hi; j0 += kBc) {
-          const int64_t nc = std::min(keys.hi, j0 + kBc) - j0;  // keys after the last visible one: unseen
+          // Keys after the tile's last visible one are not read (for causal ranges: past
+          // the diagonal). nc also sets how the row sums below are vectorised, hence their
+          // rounding: widening it would change results in the last bits.
+          const int64_t nc = std::min(keys.hi, j0 + kBc) - j0;
           if (!any_sees(lo, hi, i0, i0 + nr, j0, j0 + nc)) continue;  // a gap between the rows' ranges
           const int ncj = static_cast<int>(nc);
           const auto seen = [&](int64_t r0, int64_t r1) { return keys_seen(lo, hi, i0 + r0, i0 + r1, j0, nc); };
