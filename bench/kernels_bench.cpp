@@ -100,23 +100,26 @@ void attention_args(benchmark::internal::Benchmark* b) {
 struct AttnData {
   mot::cpu::AttnShape s;
   std::vector<float> q, k, v, o, lse, dout, dq, dk, dv;
-  std::vector<int32_t> len, doc;
+  std::vector<int32_t> len, lo, hi;
+  mot::cpu::KeyRanges r{};
   explicit AttnData(const benchmark::State& st) {
-    s = {st.range(0), st.range(1), st.range(2), st.range(3)};
-    const size_t n = s.B * s.H * s.T * s.hd;
-    q = random(n, 1), k = random(n, 2), v = random(n, 3), o.resize(n), lse.resize(s.B * s.H * s.T);
+    s = {st.range(0), st.range(1), st.range(2), st.range(2), st.range(3)};
+    const size_t n = s.B * s.H * s.Tq * s.hd;
+    q = random(n, 1), k = random(n, 2), v = random(n, 3), o.resize(n), lse.resize(s.B * s.H * s.Tq);
     dout = random(n, 4), dq.resize(n), dk.resize(n), dv.resize(n);
-    len.assign(s.B, static_cast<int32_t>(s.T));
-    doc.assign(s.B * s.T, 0);
+    len.assign(s.B, static_cast<int32_t>(s.Tq));
+    lo.assign(s.B * s.Tq, 0);
+    hi.resize(s.B * s.Tq);
+    for (size_t i = 0; i < hi.size(); ++i) hi[i] = static_cast<int32_t>(i % s.Tq + 1);  // causal
+    r = {len.data(), len.data(), lo.data(), hi.data()};
   }
-  double flops() const { return 4.0 * s.B * s.H * s.hd * s.T * (s.T + 1) / 2.0; }
+  double flops() const { return 4.0 * s.B * s.H * s.hd * s.Tq * (s.Tq + 1) / 2.0; }
 };
 
 void BM_AttentionForward(benchmark::State& st) {
   AttnData d(st);
   for (auto _ : st)
-    mot::cpu::attention_forward(d.s, d.q.data(), d.k.data(), d.v.data(), d.len.data(), d.doc.data(), d.o.data(),
-                                d.lse.data());
+    mot::cpu::attention_forward(d.s, d.q.data(), d.k.data(), d.v.data(), d.r, d.o.data(), d.lse.data());
   st.counters["GFLOP/s"] =
       benchmark::Counter(d.flops(), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
@@ -124,11 +127,10 @@ BENCHMARK(BM_AttentionForward)->Apply(attention_args);
 
 void BM_AttentionBackward(benchmark::State& st) {
   AttnData d(st);
-  mot::cpu::attention_forward(d.s, d.q.data(), d.k.data(), d.v.data(), d.len.data(), d.doc.data(), d.o.data(),
-                              d.lse.data());
+  mot::cpu::attention_forward(d.s, d.q.data(), d.k.data(), d.v.data(), d.r, d.o.data(), d.lse.data());
   for (auto _ : st)
     mot::cpu::attention_backward(d.s, d.q.data(), d.k.data(), d.v.data(), d.o.data(), d.lse.data(), d.dout.data(),
-                                 d.len.data(), d.doc.data(), d.dq.data(), d.dk.data(), d.dv.data());
+                                 d.r, d.dq.data(), d.dk.data(), d.dv.data());
   st.counters["GFLOP/s"] = benchmark::Counter(2.5 * d.flops(), benchmark::Counter::kIsIterationInvariantRate,
                                               benchmark::Counter::kIs1000);
 }

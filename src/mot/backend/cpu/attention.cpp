@@ -27,11 +27,14 @@
 // in another, so a row's largest score gives exp(s - m) = 1 exactly and a query that sees
 // a single key gets O = V bit for bit (and, with D summed like dP, a zero gradient).
 //
-// Masking: a tile none of whose queries sees any of its keys is skipped. Inside a tile,
-// each 6-row register block computes only the key columns (or, for dV and dK, the query
-// range) its rows can see, so the causal triangle and other documents cost little. The
+// Masking: each query sees one range of keys (attention.hpp). A tile none of whose
+// queries sees any of its keys is skipped. Inside a tile, each 6-row register block
+// computes only the key columns from its rows' lowest range start to their highest range
+// end (or, for dV and dK, the queries of the tile from the first to the last that sees
+// one of its 6 keys), so the causal triangle and other documents cost little. The
 // per-element mask is applied once, in the softmax / dS pass, by writing exact zeros;
-// the products that follow can then sum over whole ranges.
+// the products that follow can then sum over whole ranges (a term with a masked factor
+// adds an exact zero).
 //
 // Work is split over (row, head) tasks. Each task owns its outputs (no atomics) and runs
 // the same sequence of operations whichever thread takes it, so results are bit-for-bit
@@ -60,21 +63,36 @@ struct Range {
   int64_t lo, hi;
 };
 
-// Key columns of the key tile [j0, j0 + nc) that at least one query of [q0, q1) sees:
-// from the earliest document start among the queries up to the last query (causal).
-// Columns relative to j0; empty when lo >= hi.
-inline Range keys_seen(const int32_t* ds, int64_t q0, int64_t q1, int64_t j0, int64_t nc) {
-  int64_t first = ds[q0];
-  for (int64_t q = q0 + 1; q < q1; ++q) first = std::min<int64_t>(first, ds[q]);
-  return {std::max<int64_t>(first - j0, 0), std::min(q1 - j0, nc)};
+// Key columns of the key tile [j0, j0 + nc) that the queries [q0, q1) may see: from the
+// lowest start to the highest end of their ranges (empty ranges ignored), clipped to the
+// tile. Columns relative to j0; empty when lo >= hi. lo, hi: the row's ranges.
+inline Range keys_seen(const int32_t* lo, const int32_t* hi, int64_t q0, int64_t q1, int64_t j0, int64_t nc) {
+  int64_t a = std::numeric_limits<int32_t>::max(), z = std::numeric_limits<int32_t>::min();
+  for (int64_t q = q0; q < q1; ++q)
+    if (lo[q] < hi[q]) {
+      a = std::min<int64_t>(a, lo[q]);
+      z = std::max<int64_t>(z, hi[q]);
+    }
+  return {std::max<int64_t>(a - j0, 0), std::min(z - j0, nc)};
 }
 
-// Columns [lo, hi) of the key tile starting at j0 (nc keys) that query i sees; 32-bit
-// so that the per-element masks of the softmax loops vectorise as 8-wide compares.
-inline int visible_lo(int32_t doc_start_i, int64_t j0) {
-  return static_cast<int>(std::max<int64_t>(doc_start_i - j0, 0));
+// Whether query q sees at least one of the keys [k0, k1).
+inline bool sees(const int32_t* lo, const int32_t* hi, int64_t q, int64_t k0, int64_t k1) {
+  return lo[q] < hi[q] && lo[q] < k1 && hi[q] > k0;
 }
-inline int visible_hi(int64_t i, int64_t j0, int64_t nc) { return static_cast<int>(std::min(i - j0 + 1, nc)); }
+inline bool any_sees(const int32_t* lo, const int32_t* hi, int64_t q0, int64_t q1, int64_t k0, int64_t k1) {
+  for (int64_t q = q0; q < q1; ++q)
+    if (sees(lo, hi, q, k0, k1)) return true;
+  return false;
+}
+
+// Columns [lo, hi) of the key tile starting at j0 (nc keys) that a query with the range
+// [lo_i, hi_i) sees (none when lo >= hi); 32-bit so that the per-element masks of the
+// softmax loops vectorise as 8-wide compares.
+inline int visible_lo(int32_t lo_i, int64_t j0) { return static_cast<int>(std::max<int64_t>(lo_i - j0, 0)); }
+inline int visible_hi(int32_t hi_i, int64_t j0, int64_t nc) {
+  return static_cast<int>(std::max<int64_t>(std::min<int64_t>(hi_i - j0, nc), 0));
+}
 
 // max of p[lo, hi) (lo < hi), a vector at a time over p[lo rounded down to 8, hi rounded
 // up to 8) with the other lanes masked: the caller's row has room for that (kBc % 8 == 0).
@@ -118,16 +136,16 @@ inline void row_dots(int64_t n, int64_t hd, const float* dO, const float* O, flo
 // Per-thread scratch, sized on first use (the first step) and then reused, so that
 // steady-state steps allocate nothing.
 struct Scratch {
-  std::vector<float> kp, vp;  // K, V of one (row, head) in 16-key panels [T/16][hd][16]
+  std::vector<float> kp, vp;  // K, V of one (row, head) in 16-key panels [Tk/16][hd][16]
   std::vector<float> S, dP;   // [kBr x kBc]: scores, then probabilities in place; dP, then dS
   std::vector<float> acc;     // [kBr x hd]: forward's unnormalised output rows
   std::vector<float> m, l;    // [kBr]: forward's running row max and row sum
-  std::vector<float> D;       // [T]: backward's rowsum(dO ∘ O)
-  void ensure(int64_t T, int64_t hd) {
+  std::vector<float> D;       // [Tq]: backward's rowsum(dO ∘ O)
+  void ensure(int64_t Tq, int64_t Tk, int64_t hd) {
     const auto grow = [](std::vector<float>& v, int64_t n) {
       if (static_cast<int64_t>(v.size()) < n) v.resize(n);
     };
-    const int64_t Tp = (T + kPanel - 1) / kPanel * kPanel;
+    const int64_t Tp = (Tk + kPanel - 1) / kPanel * kPanel;
     grow(kp, Tp * hd);
     grow(vp, Tp * hd);
     grow(S, kBr * kBc);
@@ -135,64 +153,71 @@ struct Scratch {
     grow(acc, kBr * hd);
     grow(m, kBr);
     grow(l, kBr);
-    grow(D, T);
+    grow(D, Tq);
   }
 };
 thread_local Scratch tls;
 
 }  // namespace
 
-void attention_forward(const AttnShape& s, const float* Q, const float* K, const float* V,
-                       const int32_t* row_len, const int32_t* doc_start, float* O, float* lse) {
+void attention_forward(const AttnShape& s, const float* Q, const float* K, const float* V, const KeyRanges& kr,
+                       float* O, float* lse) {
   prof::Scope prof_scope(prof::AttentionForward);
-  const int64_t T = s.T, hd = s.hd;
+  const int64_t Tq = s.Tq, Tk = s.Tk, hd = s.hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
   for (int64_t b = 0; b < s.B; ++b) {
     for (int64_t h = 0; h < s.H; ++h) {
-      const int64_t L = row_len[b], base = (b * s.H + h) * T;
-      if (L == 0) continue;
+      const int64_t Lq = kr.q_len[b], Lk = kr.k_len[b];
+      const int64_t qbase = (b * s.H + h) * Tq, kbase = (b * s.H + h) * Tk;
+      if (Lq == 0) continue;
       Scratch& w = tls;
-      w.ensure(T, hd);
-      const float* q = Q + base * hd;
-      const float* k = K + base * hd;
-      const float* v = V + base * hd;
-      float* o = O + base * hd;
-      float* ls = lse + base;
-      const int32_t* ds = doc_start + b * T;
-      pack_panels(L, hd, k, scale, w.kp.data());
+      w.ensure(Tq, Tk, hd);
+      const float* q = Q + qbase * hd;
+      const float* k = K + kbase * hd;
+      const float* v = V + kbase * hd;
+      float* o = O + qbase * hd;
+      float* ls = lse + qbase;
+      const int32_t* lo = kr.lo + b * Tq;
+      const int32_t* hi = kr.hi + b * Tq;
+      pack_panels(Lk, hd, k, scale, w.kp.data());
       float* S = w.S.data();
       float* acc = w.acc.data();
       float* m = w.m.data();
       float* l = w.l.data();
-      for (int64_t i0 = 0; i0 < L; i0 += kBr) {
-        const int64_t nr = std::min(L, i0 + kBr) - i0;
+      for (int64_t i0 = 0; i0 < Lq; i0 += kBr) {
+        const int64_t nr = std::min(Lq, i0 + kBr) - i0;
         std::fill(m, m + nr, kNegInf);
         std::fill(l, l + nr, 0.0f);
         std::fill(acc, acc + nr * hd, 0.0f);
-        // Key tiles from the one holding the tile's earliest visible key to the diagonal.
-        const int64_t first = keys_seen(ds, i0, i0 + nr, 0, L).lo;
-        for (int64_t j0 = first / kBc * kBc; j0 < i0 + nr; j0 += kBc) {
-          const int64_t nc = std::min(i0 + nr, j0 + kBc) - j0;  // keys after the last query: unseen
+        // Key tiles from the one holding the tile's earliest visible key to its last
+        // visible key (the diagonal, for causal ranges); none if every range is empty.
+        const Range keys = keys_seen(lo, hi, i0, i0 + nr, 0, Lk);
+        for (int64_t j0 = keys.lo / kBc * kBc; j0 < keys.hi; j0 += kBc) {
+          // Keys after the tile's last visible one are not read (for causal ranges: past
+          // the diagonal). nc also sets how the row sums below are vectorised, hence their
+          // rounding: widening it would change results in the last bits.
+          const int64_t nc = std::min(keys.hi, j0 + kBc) - j0;
+          if (!any_sees(lo, hi, i0, i0 + nr, j0, j0 + nc)) continue;  // a gap between the rows' ranges
           const int ncj = static_cast<int>(nc);
-          const auto seen = [&](int64_t r0, int64_t r1) { return keys_seen(ds, i0 + r0, i0 + r1, j0, nc); };
+          const auto seen = [&](int64_t r0, int64_t r1) { return keys_seen(lo, hi, i0 + r0, i0 + r1, j0, nc); };
           gemm_scores(nr, hd, q + i0 * hd, hd, w.kp.data() + j0 * hd, S, kBc, seen);  // S = Q·(scale·K)ᵀ
           // Online softmax, in place: S's row becomes exp(S - m_new), zero where masked
           // (including columns gemm_scores skipped), and the row's running state is rescaled.
           for (int64_t r = 0; r < nr; ++r) {
             const int64_t i = i0 + r;
-            const int lo = visible_lo(ds[i], j0), hi = visible_hi(i, j0, nc);
+            const int vlo = visible_lo(lo[i], j0), vhi = visible_hi(hi[i], j0, nc);
             float* p = S + r * kBc;
-            if (lo >= hi) {  // this row sees none of these keys (an earlier document)
+            if (vlo >= vhi) {  // this row sees none of these keys (another document, an empty range)
               std::fill(p, p + nc, 0.0f);
               continue;
             }
-            const float mx = std::max(m[r], masked_max(p, lo, hi));
+            const float mx = std::max(m[r], masked_max(p, vlo, vhi));
             float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
             for (int j = 0; j < ncj; ++j) {
               const float e = fast_exp(p[j] - mx);
-              p[j] = (j >= lo && j < hi) ? e : 0.0f;
+              p[j] = (j >= vlo && j < vhi) ? e : 0.0f;
               sum += p[j];
             }
             const float corr = fast_exp(m[r] - mx);  // 0 on the row's first visible tile (m = -inf)
@@ -207,9 +232,14 @@ void attention_forward(const AttnShape& s, const float* Q, const float* K, const
           gemm_acc(nr, hd, S, kBc, 1, v + j0 * hd, hd, acc, hd, seen);  // acc += P·V
         }
         for (int64_t r = 0; r < nr; ++r) {
+          float* out = o + (i0 + r) * hd;
+          if (l[r] == 0.0f) {  // an empty range (a visible key contributes exp(0) = 1 to l)
+            std::fill(out, out + hd, 0.0f);
+            ls[i0 + r] = kNegInf;
+            continue;
+          }
           const float inv = 1.0f / l[r];
           const float* a = acc + r * hd;
-          float* out = o + (i0 + r) * hd;
 #pragma omp simd
           for (int64_t c = 0; c < hd; ++c) out[c] = a[c] * inv;
           ls[i0 + r] = m[r] + std::log(l[r]);
@@ -219,63 +249,76 @@ void attention_forward(const AttnShape& s, const float* Q, const float* K, const
   }
 }
 
-void attention_backward(const AttnShape& s, const float* Q, const float* K, const float* V,
-                        const float* O, const float* lse, const float* dO, const int32_t* row_len,
-                        const int32_t* doc_start, float* dQ, float* dK, float* dV) {
+void attention_backward(const AttnShape& s, const float* Q, const float* K, const float* V, const float* O,
+                        const float* lse, const float* dO, const KeyRanges& kr, float* dQ, float* dK, float* dV) {
   prof::Scope prof_scope(prof::AttentionBackward);
-  const int64_t T = s.T, hd = s.hd;
+  const int64_t Tq = s.Tq, Tk = s.Tk, hd = s.hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
   for (int64_t b = 0; b < s.B; ++b) {
     for (int64_t h = 0; h < s.H; ++h) {
-      const int64_t L = row_len[b], base = (b * s.H + h) * T;
-      const float* q = Q + base * hd;
-      const float* k = K + base * hd;
-      const float* v = V + base * hd;
-      const float* o = O + base * hd;
-      const float* go = dO + base * hd;
-      const float* ls = lse + base;
-      float* gq = dQ + base * hd;
-      float* gk = dK + base * hd;
-      float* gv = dV + base * hd;
-      const int32_t* ds = doc_start + b * T;
-      std::memset(gq, 0, sizeof(float) * T * hd);
-      std::memset(gk, 0, sizeof(float) * T * hd);
-      std::memset(gv, 0, sizeof(float) * T * hd);
-      if (L == 0) continue;
+      const int64_t Lq = kr.q_len[b], Lk = kr.k_len[b];
+      const int64_t qbase = (b * s.H + h) * Tq, kbase = (b * s.H + h) * Tk;
+      const float* q = Q + qbase * hd;
+      const float* k = K + kbase * hd;
+      const float* v = V + kbase * hd;
+      const float* o = O + qbase * hd;
+      const float* go = dO + qbase * hd;
+      const float* ls = lse + qbase;
+      float* gq = dQ + qbase * hd;
+      float* gk = dK + kbase * hd;
+      float* gv = dV + kbase * hd;
+      const int32_t* lo = kr.lo + b * Tq;
+      const int32_t* hi = kr.hi + b * Tq;
+      std::memset(gq, 0, sizeof(float) * Tq * hd);
+      std::memset(gk, 0, sizeof(float) * Tk * hd);
+      std::memset(gv, 0, sizeof(float) * Tk * hd);
+      if (Lq == 0 || Lk == 0) continue;
       Scratch& w = tls;
-      w.ensure(T, hd);
-      pack_panels(L, hd, k, scale, w.kp.data());
-      pack_panels(L, hd, v, 1.0f, w.vp.data());
+      w.ensure(Tq, Tk, hd);
+      pack_panels(Lk, hd, k, scale, w.kp.data());
+      pack_panels(Lk, hd, v, 1.0f, w.vp.data());
       float* D = w.D.data();
-      row_dots(L, hd, go, o, D);
+      row_dots(Lq, hd, go, o, D);
       float* P = w.S.data();
       float* dS = w.dP.data();
       // Key tiles outer: dK and dV of the tile stay hot while the query tiles that see it
       // stream past; dQ accumulates across key tiles in fixed order.
-      for (int64_t j0 = 0; j0 < L; j0 += kBc) {
-        const int64_t nc = std::min(L, j0 + kBc) - j0;
+      for (int64_t j0 = 0; j0 < Lk; j0 += kBc) {
+        const int64_t nc = std::min(Lk, j0 + kBc) - j0;
         const int ncj = static_cast<int>(nc);
-        for (int64_t i0 = j0 / kBr * kBr; i0 < L; i0 += kBr) {
-          const int64_t nr = std::min(L, i0 + kBr) - i0;
-          const auto seen = [&](int64_t r0, int64_t r1) { return keys_seen(ds, i0 + r0, i0 + r1, j0, nc); };
-          if (seen(0, nr).lo >= nc) continue;  // every query of the tile is in a later document
-          // Queries of the tile (columns of Pᵀ, dSᵀ) that may see keys j0+r0 and later: causal
-          // bound only; probabilities of other documents are zero anyway.
-          const auto seers = [&](int64_t r0, int64_t) { return Range{std::max<int64_t>(j0 + r0 - i0, 0), nr}; };
+        // Query tiles from the one holding the first query that sees a key of this tile.
+        // Not from the diagonal: inside a bidirectional span, queries before a key see it.
+        int64_t first = 0;
+        while (first < Lq && !sees(lo, hi, first, j0, j0 + nc)) ++first;
+        for (int64_t i0 = first / kBr * kBr; i0 < Lq; i0 += kBr) {
+          const int64_t nr = std::min(Lq, i0 + kBr) - i0;
+          if (!any_sees(lo, hi, i0, i0 + nr, j0, j0 + nc)) continue;  // e.g. all in a later document
+          const auto seen = [&](int64_t r0, int64_t r1) { return keys_seen(lo, hi, i0 + r0, i0 + r1, j0, nc); };
+          // Queries of the tile (columns of Pᵀ, dSᵀ) that see one of the keys j0 + [r0, r1):
+          // from the first to the last such query, per 6-key block, computed once for dV and dK.
+          Range seer[kBc / attn_tiles::kMR];
+          for (int64_t r0 = 0; r0 < nc; r0 += attn_tiles::kMR) {
+            const int64_t k0 = j0 + r0, k1 = std::min(j0 + nc, k0 + attn_tiles::kMR);
+            int64_t a = 0, z = nr;
+            while (a < nr && !sees(lo, hi, i0 + a, k0, k1)) ++a;
+            while (z > a && !sees(lo, hi, i0 + z - 1, k0, k1)) --z;
+            seer[r0 / attn_tiles::kMR] = {a, z};
+          }
+          const auto seers = [&](int64_t r0, int64_t) { return seer[r0 / attn_tiles::kMR]; };
           gemm_scores(nr, hd, q + i0 * hd, hd, w.kp.data() + j0 * hd, P, kBc, seen);    // S = Q·(scale·K)ᵀ
           gemm_scores(nr, hd, go + i0 * hd, hd, w.vp.data() + j0 * hd, dS, kBc, seen);  // dP = dO·Vᵀ
           // P = exp(S - lse) and dS = P∘(dP - D)·scale, exact zeros where masked
           // (including the columns gemm_scores skipped, which hold stale values).
           for (int64_t r = 0; r < nr; ++r) {
             const int64_t i = i0 + r;
-            const int lo = visible_lo(ds[i], j0), hi = visible_hi(i, j0, nc);
+            const int vlo = visible_lo(lo[i], j0), vhi = visible_hi(hi[i], j0, nc);
             const float li = ls[i], Di = D[i];
             float* p = P + r * kBc;
             float* g = dS + r * kBc;
 #pragma omp simd
             for (int j = 0; j < ncj; ++j) {
-              const bool vis = j >= lo && j < hi;
+              const bool vis = j >= vlo && j < vhi;
               const float e = fast_exp(p[j] - li);
               p[j] = vis ? e : 0.0f;
               g[j] = vis ? e * (g[j] - Di) * scale : 0.0f;

@@ -113,13 +113,13 @@ void CpuBackend::swiglu_backward(ConstMat ac, ConstMat dg, Mat dac) {
 
 void CpuBackend::attention_forward(const mot::AttnShape& s, const float* Q, const float* K, const float* V,
                                    const KeyRanges& mask, float* O, float* lse) {
-  cpu::attention_forward({s.B, s.H, s.Tq, s.hd}, Q, K, V, mask.q_len, mask.lo, O, lse);
+  cpu::attention_forward(s, Q, K, V, mask, O, lse);
 }
 
 void CpuBackend::attention_backward(const mot::AttnShape& s, const float* Q, const float* K, const float* V,
                                     const float* O, const float* lse, const float* dO, const KeyRanges& mask,
                                     float* dQ, float* dK, float* dV) {
-  cpu::attention_backward({s.B, s.H, s.Tq, s.hd}, Q, K, V, O, lse, dO, mask.q_len, mask.lo, dQ, dK, dV);
+  cpu::attention_backward(s, Q, K, V, O, lse, dO, mask, dQ, dK, dV);
 }
 
 // ---- optimizer
