@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -27,23 +28,30 @@ std::map<std::string, std::string> model_meta(const Model& m, const std::map<std
   return meta;
 }
 
-// rng_state in state.safetensors: F32 [4, 4], row w = word w's 16-bit limbs, least
-// significant first (integers up to 65535, which F32 holds exactly).
-std::array<float, 16> rng_limbs(const std::array<uint64_t, 4>& words) {
-  std::array<float, 16> limbs;
-  for (int w = 0; w < 4; ++w)
-    for (int k = 0; k < 4; ++k) limbs[4 * w + k] = static_cast<float>((words[w] >> (16 * k)) & 0xffff);
-  return limbs;
+// rng_state in state.safetensors' metadata: the four 64-bit words as 16 lowercase hex
+// digits each, separated by single spaces (metadata values are strings, like step).
+std::string rng_text(const std::array<uint64_t, 4>& words) {
+  char buf[4 * 17];
+  std::snprintf(buf, sizeof buf, "%016llx %016llx %016llx %016llx", static_cast<unsigned long long>(words[0]),
+                static_cast<unsigned long long>(words[1]), static_cast<unsigned long long>(words[2]),
+                static_cast<unsigned long long>(words[3]));
+  return buf;
 }
 
-std::array<uint64_t, 4> rng_words(const std::array<float, 16>& limbs, const std::string& path) {
+std::array<uint64_t, 4> rng_words(const std::string& text, const std::string& path) {
   std::array<uint64_t, 4> words{};
-  for (int i = 0; i < 16; ++i) {
-    const float v = limbs[i];
-    if (!(v >= 0.0f && v <= 65535.0f) || v != std::floor(v))
-      fail(path, ": tensor 'rng_state' holds ", v, ", not a 16-bit limb (corrupt training state)");
-    words[i / 4] |= static_cast<uint64_t>(v) << (16 * (i % 4));
+  bool ok = text.size() == 4 * 17 - 1;
+  for (size_t i = 0; ok && i < text.size(); ++i) {
+    const char c = text[i];
+    if (i % 17 == 16) {
+      ok = c == ' ';
+      continue;
+    }
+    const int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    ok = v >= 0;
+    words[i / 17] = words[i / 17] << 4 | static_cast<uint64_t>(v & 15);
   }
+  if (!ok) fail(path, ": metadata rng_state '", text, "' is not four 16-digit hex words (corrupt training state)");
   return words;
 }
 
@@ -109,15 +117,14 @@ void save_model(const std::string& path, Model& model, const std::map<std::strin
 void save_train_state(const std::string& path, Model& model, const TrainState& s) {
   const int64_t P = static_cast<int64_t>(model.table().total);
   if (!s.rng_state) fail(path, ": internal error: no RNG state to save");
-  const std::array<float, 16> rng = rng_limbs(*s.rng_state);
   std::vector<io::TensorToWrite> ts = {{"adam_m", io::DType::F32, {P}, model.adam_m()},
-                                       {"adam_v", io::DType::F32, {P}, model.adam_v()},
-                                       {"rng_state", io::DType::F32, {4, 4}, rng.data()}};
+                                       {"adam_v", io::DType::F32, {P}, model.adam_v()}};
   std::map<std::string, std::string> meta = {{"format", "mot-train-state"},
                                              {"format_version", "1"},
                                              {"step", std::to_string(s.step)},
                                              {"data_cursor", std::to_string(s.data_cursor)},
-                                             {"run_config", s.config_json}};
+                                             {"run_config", s.config_json},
+                                             {"rng_state", rng_text(*s.rng_state)}};
   io::write_safetensors(path, ts, meta);
 }
 
@@ -145,13 +152,8 @@ TrainState load_train_state(const std::string& path, Model& model) {
       fail(path, ": tensor '", name, "' missing or not F32 [", P, "]");
     f.read_f32(*ti, dst);
   }
-  if (const io::TensorInfo* ti = f.find("rng_state")) {  // older state files lack it
-    std::array<float, 16> limbs;
-    if (ti->shape != std::vector<int64_t>{4, 4} || ti->dtype != io::DType::F32)
-      fail(path, ": tensor 'rng_state' is not F32 [4, 4]");
-    f.read_f32(*ti, limbs.data());
-    s.rng_state = rng_words(limbs, path);
-  }
+  const auto rng = f.metadata().find("rng_state");
+  if (rng != f.metadata().end()) s.rng_state = rng_words(rng->second, path);  // older state files lack it
   return s;
 }
 
