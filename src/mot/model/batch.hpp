@@ -1,7 +1,6 @@
 // What the model consumes: per position, its modality (explicit: the model never
-// derives it from a token id), its input (a token id for a discrete modality; a
-// continuous modality adds its vector here), its next-token target and the keys it may
-// see. Built from data by data/format/token_batch.hpp (to_batch), or by hand (tests,
+// derives it from a token id), its input (a token id, or a continuous vector), its
+// next-token target and the keys it may see. Built from data by data/format/token_batch.hpp (to_batch), or by hand (tests,
 // generation).
 #pragma once
 #include <cstdint>
@@ -17,7 +16,11 @@ struct Batch {
   std::vector<int32_t> past;
   // Per position, [rows * len] row-major; entries past a row's length are ignored.
   std::vector<int32_t> modality;         // index into ModelConfig::modalities
-  std::vector<int32_t> token;            // input token id
+  std::vector<int32_t> token;            // input token id (discrete modalities)
+  // Continuous inputs (a continuous modality's adapter reads them): position i's vector
+  // is vector[i * vector_dim, (i + 1) * vector_dim). Empty for token-only batches.
+  int64_t vector_dim = 0;
+  std::vector<float> vector;
   std::vector<int32_t> target;           // next-token target id, -1: none
   std::vector<int32_t> target_modality;  // modality of the target, -1: none
   std::vector<int32_t> pos;              // rotary position
@@ -35,6 +38,8 @@ struct Batch {
     const size_t n = static_cast<size_t>(rows * len);
     row_len.assign(static_cast<size_t>(rows), 0);
     past.clear();
+    vector_dim = 0;
+    vector.clear();
     for (auto* v : {&modality, &token, &pos, &kv_lo, &kv_hi}) v->assign(n, 0);
     for (auto* v : {&target, &target_modality}) v->assign(n, -1);
   }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "mot/backend/backend.hpp"
+#include "mot/model/batch.hpp"
 #include "mot/model/config.hpp"
 #include "mot/model/params.hpp"
 #include "mot/model/routing.hpp"
@@ -20,7 +21,8 @@ namespace mot {
 
 struct AdapterContext {
   Backend& be;
-  const Routing& rt;
+  const Routing& rt;     // sorted row s is batch position rt.perm[s] (= b * batch.len + t)
+  const Batch& batch;    // continuous inputs (Batch::vector) are read from here
   const ParamTable& table;
   const float* params;
   float* grads;  // nullptr without training

@@ -181,7 +181,7 @@ void Model::run(const Batch& batch, bool backward, float grad_scale, LossSums& o
   const auto t0 = clock::now();
   build_routing(cfg_, batch, rt_, cache_ ? cache_->capacity : 0, max_len_);
   if (wmat_ != params_) be_->round_weights(params_, wmat_, static_cast<int64_t>(table_.total));
-  inputs_forward();
+  inputs_forward(batch);
   for (int l = 0; l < cfg_.n_layers; ++l) forward_layer(l);
   const auto t1 = clock::now();
   head(backward, grad_scale, out);
@@ -190,18 +190,18 @@ void Model::run(const Batch& batch, bool backward, float grad_scale, LossSums& o
   times_.head += std::chrono::duration<double>(t2 - t1).count();
   if (!backward) return;
   for (int l = cfg_.n_layers - 1; l >= 0; --l) backward_layer(l);
-  inputs_backward();
+  inputs_backward(batch);
   times_.backward += std::chrono::duration<double>(clock::now() - t2).count();
 }
 
-void Model::inputs_forward() {
-  const AdapterContext c{*be_, rt_, table_, params_, grads_};
+void Model::inputs_forward(const Batch& batch) {
+  const AdapterContext c{*be_, rt_, batch, table_, params_, grads_};
   const Mat x0 = xs_[0].slice(0, rt_.N);
   for_each_block(adapters_, rt_, [&](InputAdapter& a, int64_t s0, int64_t s1) { a.forward(c, s0, s1, x0); });
 }
 
-void Model::inputs_backward() {
-  const AdapterContext c{*be_, rt_, table_, params_, grads_};
+void Model::inputs_backward(const Batch& batch) {
+  const AdapterContext c{*be_, rt_, batch, table_, params_, grads_};
   const ConstMat dx = ws_.d_stream.slice(0, rt_.N);
   for_each_block(adapters_, rt_, [&](InputAdapter& a, int64_t s0, int64_t s1) { a.backward(c, s0, s1, dx); });
 }

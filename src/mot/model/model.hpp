@@ -148,8 +148,8 @@ class Model {
   void forward_layer(int l);
   void backward_layer(int l);
   // Input adapters and objectives on each run of sorted rows that shares one.
-  void inputs_forward();
-  void inputs_backward();
+  void inputs_forward(const Batch& batch);
+  void inputs_backward(const Batch& batch);
   // Final norm, then each modality's objective; with backward, fills ws_.d_stream.
   void head(bool backward, float grad_scale, LossSums& out);
 

@@ -72,6 +72,9 @@ namespace {
 // A batch built by hand (tests, generation) gets the same checks as one from shards.
 void check_batch(const ModelConfig& c, const Batch& batch, int64_t key_capacity, int64_t positions) {
   const int M = c.n_modalities();
+  if (batch.vector_dim < 0 || static_cast<int64_t>(batch.vector.size()) != batch.rows * batch.len * batch.vector_dim)
+    fail("batch: ", batch.vector.size(), " continuous values for ", batch.rows, " x ", batch.len, " positions of ",
+         batch.vector_dim);
   if (!batch.past.empty() && static_cast<int64_t>(batch.past.size()) != batch.rows)
     fail("batch: ", batch.past.size(), " cached-key counts for ", batch.rows, " rows");
   for (int64_t b = 0; b < batch.rows; ++b) {
