@@ -50,41 +50,6 @@ int32_t doc_of(const std::vector<int32_t>& starts, int64_t t) {
   return s0;
 }
 
-// Causal within documents: Tq == Tk == T, row b has row_len[b] positions, doc_starts[b]
-// its document starts (0 implied). Positions past row_len get the range [0, 0).
-Case causal_case(int64_t B, int64_t H, int64_t T, int64_t hd, std::vector<int32_t> row_len,
-                 std::vector<std::vector<int32_t>> doc_starts = {}) {
-  Case c;
-  c.B = B, c.H = H, c.Tq = c.Tk = T, c.hd = hd;
-  c.q_len = row_len;
-  c.k_len = row_len;
-  doc_starts.resize(B);
-  c.lo.assign(B * T, 0);
-  c.hi.assign(B * T, 0);
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t t = 0; t < row_len[b]; ++t) {
-      c.lo[b * T + t] = doc_of(doc_starts[b], t);
-      c.hi[b * T + t] = static_cast<int32_t>(t + 1);
-    }
-  std::ostringstream os;
-  os << "causal docs={";
-  for (const auto& r : doc_starts) {
-    os << "[";
-    for (auto s : r) os << s << ",";
-    os << "]";
-  }
-  os << "}";
-  c.what = os.str();
-  return c;
-}
-
-// Transfusion: every query of the image span [a, z) of row b also sees the span's later
-// keys (hi = z); the span must lie inside one document. Queries outside stay causal.
-void add_span(Case& c, int64_t b, int32_t a, int32_t z) {
-  for (int32_t t = a; t < z; ++t) c.hi[b * c.Tq + t] = z;
-  c.what += " span" + std::to_string(b) + ":[" + std::to_string(a) + "," + std::to_string(z) + ")";
-}
-
 // Decode: row b holds k_len[b] keys and its q_len[b] newest positions as queries; query i
 // is position k_len - q_len + i, causal within documents.
 Case decode_case(int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t hd, std::vector<int32_t> q_len,
@@ -104,6 +69,32 @@ Case decode_case(int64_t B, int64_t H, int64_t Tq, int64_t Tk, int64_t hd, std::
     }
   c.what = "decode";
   return c;
+}
+
+// Causal within documents: Tq == Tk == T, row b has row_len[b] positions, doc_starts[b]
+// its document starts (0 implied). Positions past row_len get the range [0, 0). (The
+// decode case with every position a query.)
+Case causal_case(int64_t B, int64_t H, int64_t T, int64_t hd, std::vector<int32_t> row_len,
+                 std::vector<std::vector<int32_t>> doc_starts = {}) {
+  doc_starts.resize(B);
+  Case c = decode_case(B, H, T, T, hd, row_len, row_len, doc_starts);
+  std::ostringstream os;
+  os << "causal docs={";
+  for (const auto& r : doc_starts) {
+    os << "[";
+    for (auto s : r) os << s << ",";
+    os << "]";
+  }
+  os << "}";
+  c.what = os.str();
+  return c;
+}
+
+// Transfusion: every query of the image span [a, z) of row b also sees the span's later
+// keys (hi = z); the span must lie inside one document. Queries outside stay causal.
+void add_span(Case& c, int64_t b, int32_t a, int32_t z) {
+  for (int32_t t = a; t < z; ++t) c.hi[b * c.Tq + t] = z;
+  c.what += " span" + std::to_string(b) + ":[" + std::to_string(a) + "," + std::to_string(z) + ")";
 }
 
 struct Data {

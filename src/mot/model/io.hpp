@@ -4,8 +4,8 @@
 // the next-token loss are shared by every token modality) run as one block.
 //
 // A new kind of input (a continuous vector through a projection, say) is a new
-// InputAdapter; a new loss (diffusion ε-MSE, say) is a new Objective; make_input_adapter
-// and make_objective pick them per modality from the config.
+// InputAdapter; a new loss (diffusion ε-MSE, say) is a new Objective; make_input_adapters
+// and make_objectives pick them per modality from the config.
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -1,4 +1,3 @@
-#include "mot/data/format/token_batch.hpp"
 #include "mot/model/memory.hpp"
 
 #include <unistd.h>
@@ -9,6 +8,7 @@
 
 #include "mot/backend/backend.hpp"
 #include "mot/core/error.hpp"
+#include "mot/data/format/token_batch.hpp"  // sizeof(TokenBatch): the micro-batches
 #include "mot/model/routing.hpp"
 
 namespace mot {

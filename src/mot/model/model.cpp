@@ -44,16 +44,7 @@ Model::Model(const ModelConfig& cfg, int64_t max_rows, int64_t max_len, bool tra
   carve(measure);
   be_->map_arena(measure.used());
   carve(be_->arena());
-  BackendScratch scratch;
-  scratch.reduce = ws_.reduce;
-  scratch.reduce_floats = kReduceChunks * std::max<int64_t>(cfg_.dim, 2 * cfg_.head_dim());
-  scratch.expert_order = ws_.moe_order;
-  scratch.bf16_a = bf16_scratch_[0];
-  scratch.bf16_b = bf16_scratch_[1];
-  scratch.bf16_floats = bf16_scratch_floats_;
-  scratch.rounded_weights_begin = wmat_;
-  scratch.rounded_weights_end = wmat_ + table_.total;
-  be_->bind_scratch(scratch);
+  be_->bind_scratch(scratch_);
   rt_.reserve(cfg, max_rows, max_len);
   token_batch_.reserve(max_rows, max_len);
   adapters_ = make_input_adapters(cfg_);
@@ -73,11 +64,13 @@ void Model::carve(Arena& a) {
   wmat_ = params_;
   if (be_->precision() == Precision::bf16) {
     wmat_ = a.alloc<float>(P);
+    scratch_.rounded_weights_begin = wmat_;  // the GEMMs read these as bf16 already
+    scratch_.rounded_weights_end = wmat_ + P;
     // Largest activation operand of any GEMM: [N, 2F] / [N, 3d] / [N, E] rows in the
     // layers, a chunk of logits in the head.
-    bf16_scratch_floats_ = std::max(N * std::max({2 * F, 3 * d, cfg_.n_experts}), chunk_ * cfg_.vocab_size);
-    bf16_scratch_[0] = a.alloc<float>(bf16_scratch_floats_);
-    bf16_scratch_[1] = a.alloc<float>(bf16_scratch_floats_);
+    scratch_.bf16_floats = std::max(N * std::max({2 * F, 3 * d, cfg_.n_experts}), chunk_ * cfg_.vocab_size);
+    scratch_.bf16_a = a.alloc<float>(scratch_.bf16_floats);
+    scratch_.bf16_b = a.alloc<float>(scratch_.bf16_floats);
   }
   if (training_) {
     grads_ = a.alloc<float>(P);
@@ -128,13 +121,14 @@ void Model::carve(Arena& a) {
   ws_.rstd_f = a.alloc<float>(N);
   ws_.logits = mat(chunk_, cfg_.vocab_size);
   ws_.row_loss = a.alloc<double>(N);
-  ws_.reduce = a.alloc<float>(kReduceChunks * std::max<int64_t>(d, 2 * hd));
+  scratch_.reduce_floats = kReduceChunks * std::max<int64_t>(d, 2 * hd);
+  scratch_.reduce = a.alloc<float>(scratch_.reduce_floats);
   ws_.rope_cos = a.alloc<float>(max_len_ * (hd / 2));
   ws_.rope_sin = a.alloc<float>(max_len_ * (hd / 2));
   if (moe) {
     ws_.moe_x = mat(N, d);
     ws_.moe_y = mat(N, d);
-    ws_.moe_order = a.alloc<int32_t>(E * N);
+    scratch_.expert_order = a.alloc<int32_t>(E * N);
     if (training_) ws_.moe_dprob = mat(N, E);
   }
   if (training_) {

@@ -73,7 +73,6 @@ struct Workspace {
   float* rstd_f = nullptr;  // [N]
   Mat logits;      // [chunk, V]
   double* row_loss = nullptr;  // [N]
-  float* reduce = nullptr;  // backend scratch: row-reduction partial sums
   float* rope_cos = nullptr;   // [max_len, hd/2]
   float* rope_sin = nullptr;
   // Gradients of activations:
@@ -90,7 +89,6 @@ struct Workspace {
   Mat moe_x;       // [N, d] FFN inputs gathered for the experts
   Mat moe_y;       // [N, d] expert outputs; in backward d(output) gathered, then d(input)
   Mat moe_dprob;   // [N, E] d(router softmax), then d(router logits)
-  int32_t* moe_order = nullptr;  // [E, N] top-k scratch
 };
 
 // Keys and values kept across run() calls, for generation: each call writes its
@@ -180,8 +178,7 @@ class Model {
   // What the GEMMs read as weights: params_ (fp32), or a bf16-rounded copy of it
   // refreshed at the start of every run() (bf16).
   float* wmat_ = nullptr;
-  float* bf16_scratch_[2] = {nullptr, nullptr};
-  int64_t bf16_scratch_floats_ = 0;
+  BackendScratch scratch_;  // the backend's scratch, carved with everything else
   float* grads_ = nullptr;
   float* adam_m_ = nullptr;
   float* adam_v_ = nullptr;

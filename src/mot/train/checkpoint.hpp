@@ -36,9 +36,8 @@ struct TrainState {
   std::optional<std::array<uint64_t, 4>> rng_state;
 };
 
-// state.safetensors: tensors adam_m and adam_v (flat, F32), rng_state (the four RNG
-// words as F32 [4, 4]: word w's 16-bit limbs, least significant first; the writer has
-// float dtypes only, and F32 holds every limb exactly) + metadata.
+// state.safetensors: tensors adam_m and adam_v (flat, F32) + metadata (format, step,
+// data_cursor, run_config, rng_state: the four RNG words as 16-digit hex numbers).
 void save_train_state(const std::string& path, Model& model, const TrainState& s);
 TrainState load_train_state(const std::string& path, Model& model);
 

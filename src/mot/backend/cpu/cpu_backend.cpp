@@ -9,25 +9,6 @@
 #include "mot/backend/cpu/kernels.hpp"
 #include "mot/core/profile.hpp"
 
-namespace mot {
-
-// Host memory: a copy is a copy.
-void Backend::upload(const void* host, void* dst, size_t bytes) {
-  if (bytes) std::memcpy(dst, host, bytes);
-}
-void Backend::download(const void* src, void* host, size_t bytes) {
-  if (bytes) std::memcpy(host, src, bytes);
-}
-
-std::unique_ptr<Backend> make_backend(Device device, Precision precision) {
-  switch (device) {
-    case Device::cpu: return std::make_unique<cpu::CpuBackend>(precision);
-  }
-  return nullptr;
-}
-
-}  // namespace mot
-
 namespace mot::cpu {
 
 namespace {
