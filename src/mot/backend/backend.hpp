@@ -207,6 +207,15 @@ class Backend {
   // din[s] += Σ_e dx[slot[s, e]] over rows [s0, s1), experts in order.
   virtual void expert_scatter_add(int64_t s0, int64_t s1, const int32_t* slot, int64_t experts, ConstMat dx,
                                   Mat din) = 0;
+  // Threshold routing (generation: expert choice is not causal). The rows s of
+  // [s0, s1) with prob[s, e] >= threshold, ascending, into pick; returns how many (on
+  // the host).
+  virtual int64_t expert_threshold_pick(int64_t s0, int64_t s1, ConstMat prob, int64_t e, float threshold,
+                                        int32_t* pick) = 0;
+  // out[pick[j]] += prob[pick[j], e] y[j] for j < n; `first` zeroes rows [s0, s1) of out
+  // before (call once per expert, experts in order: the sum of expert_combine).
+  virtual void expert_accumulate(int64_t s0, int64_t s1, ConstMat prob, int64_t e, const int32_t* pick, int64_t n,
+                                 ConstMat y, Mat out, bool first) = 0;
 
   // ---- optimizer
   virtual double sum_squares(const float* x, int64_t n) = 0;  // in double, fixed order

@@ -54,5 +54,6 @@ void register_data_prepare(CLI::App& data, Action& action);
 void register_demo(CLI::App& app, Action& action);
 void register_compare(CLI::App& app, Action& action);
 void register_bench(CLI::App& app, Action& action);
+void register_generate(CLI::App& app, Action& action);
 
 }  // namespace mot::cli

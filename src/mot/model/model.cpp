@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <cmath>
 #include <cstring>
 
@@ -173,10 +174,7 @@ void Model::run(const Batch& batch, bool backward, float grad_scale, LossSums& o
          max_len_, ")");
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
-  build_routing(cfg_, batch, rt_, cache_ ? cache_->capacity : 0, max_len_);
-  if (wmat_ != params_) be_->round_weights(params_, wmat_, static_cast<int64_t>(table_.total));
-  inputs_forward(batch);
-  for (int l = 0; l < cfg_.n_layers; ++l) forward_layer(l);
+  forward(batch);
   const auto t1 = clock::now();
   head(backward, grad_scale, out);
   const auto t2 = clock::now();
@@ -186,6 +184,78 @@ void Model::run(const Batch& batch, bool backward, float grad_scale, LossSums& o
   for (int l = cfg_.n_layers - 1; l >= 0; --l) backward_layer(l);
   inputs_backward(batch);
   times_.backward += std::chrono::duration<double>(clock::now() - t2).count();
+}
+
+void Model::forward(const Batch& batch) {
+  build_routing(cfg_, batch, rt_, cache_ ? cache_->capacity : 0, max_len_);
+  if (wmat_ != params_) be_->round_weights(params_, wmat_, static_cast<int64_t>(table_.total));
+  inputs_forward(batch);
+  for (int l = 0; l < cfg_.n_layers; ++l) forward_layer(l);
+}
+
+void Model::last_logits(const Batch& batch, float* logits) {
+  if (cache_ && batch.rows > cache_->rows)
+    fail("batch of ", batch.rows, " rows exceeds the KV cache's ", cache_->rows, " rows");
+  if (batch.rows > max_rows_ || batch.len > max_len_ - 1)
+    fail("batch of ", batch.rows, "x", batch.len, " positions exceeds the model's buffers (", max_rows_, "x",
+         max_len_ - 1, ")");
+  for (int64_t b = 0; b < batch.rows; ++b)
+    if (batch.row_len[b] < 1) fail("last_logits: row ", b, " has no position");
+  const auto t0 = std::chrono::steady_clock::now();
+  forward(batch);
+  const int64_t N = rt_.N, V = cfg_.vocab_size;
+  const Mat xf = ws_.final_normed.slice(0, N);
+  norm_forward(table_.final_norm, xs_[cfg_.n_layers].slice(0, N), xf, ws_.rstd_f);
+  last_rows_.resize(static_cast<size_t>(batch.rows));
+  for (int64_t b = 0; b < batch.rows; ++b) last_rows_[b] = rt_.inv[b * rt_.T + batch.row_len[b] - 1];
+  // A chunk of rows at a time through the output projection (only [chunk, V] logits exist).
+  const Mat picked = ws_.normed;  // free after the layers
+  for (int64_t r0 = 0; r0 < batch.rows; r0 += ws_.logits.rows) {
+    const int64_t r1 = std::min(batch.rows, r0 + ws_.logits.rows);
+    const Mat x = picked.slice(0, r1 - r0), z = ws_.logits.slice(0, r1 - r0);
+    be_->gather_rows(xf, last_rows_.data() + r0, x);
+    be_->linear_forward(x, wmat_ + table_.output, z);
+    be_->download(z.data, logits + r0 * V, sizeof(float) * (r1 - r0) * V);
+  }
+  times_.forward += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+int64_t Model::moe_threshold_count() const {
+  if (!cfg_.has_moe()) return 0;
+  int64_t n = 0;
+  for (const auto& L : table_.layers) n += static_cast<int64_t>(L.experts.size()) * cfg_.n_experts;
+  return n;
+}
+
+void Model::set_moe_thresholds(std::vector<float> thresholds) {
+  if (!thresholds.empty() && static_cast<int64_t>(thresholds.size()) != moe_threshold_count())
+    fail("MoE thresholds: ", thresholds.size(), " values, this model has ", moe_threshold_count(),
+         " (layers x ffn copies x experts)");
+  moe_thresholds_ = std::move(thresholds);
+  if (moe_thresholds_.empty()) threshold_routing_ = false;
+}
+
+void Model::use_threshold_routing(bool on) {
+  if (on && training_) fail("internal: threshold routing on a training model");
+  if (on && moe_thresholds_.empty())
+    fail("this MoE model has no routing thresholds (expert choice needs the whole sequence; thresholds are "
+         "calibrated when `mot train` saves, so retrain or resume it with this version)");
+  threshold_routing_ = on;
+}
+
+void Model::begin_moe_calibration() {
+  calibration_ = std::make_unique<Calibration>();
+  calibration_->sum.assign(static_cast<size_t>(moe_threshold_count()), 0.0);
+  calibration_->count.assign(static_cast<size_t>(moe_threshold_count()), 0);
+}
+
+std::vector<float> Model::end_moe_calibration() {
+  if (!calibration_) fail("internal: end_moe_calibration without begin");
+  std::vector<float> thr(calibration_->sum.size(), std::numeric_limits<float>::infinity());
+  for (size_t i = 0; i < thr.size(); ++i)
+    if (calibration_->count[i] > 0) thr[i] = static_cast<float>(calibration_->sum[i] / calibration_->count[i]);
+  calibration_.reset();
+  return thr;
 }
 
 void Model::inputs_forward(const Batch& batch) {

@@ -138,6 +138,29 @@ class Model {
   // capacity must fit the model's max_rows and max_len.
   void attach_kv_cache(KvCache* cache);
 
+  // Generation: the logits of each row's last valid position, [batch.rows, vocab_size]
+  // row-major into `logits` (host memory). Forward only; reads and extends an attached
+  // KV cache like run().
+  void last_logits(const Batch& batch, float* logits);
+
+  // Mixture of experts at generation (SPEC 2, MoE): expert choice ranks a position
+  // against the rest of its row, which a decoder has not produced yet. With thresholds
+  // set, a position goes to every expert whose router score reaches that expert's
+  // threshold instead; layout [layer][ffn copy][expert] (moe_threshold_count() floats;
+  // SwiGLU copies' entries unused). Empty: expert choice.
+  // The thresholds travel with the weights (checkpoint metadata) whether or not they
+  // route: use_threshold_routing(true) switches routing to them (generation only; eval
+  // and training keep expert choice, as trained).
+  int64_t moe_threshold_count() const;
+  void set_moe_thresholds(std::vector<float> thresholds);
+  const std::vector<float>& moe_thresholds() const { return moe_thresholds_; }
+  void use_threshold_routing(bool on);
+  // Calibration: while on, expert-choice forwards record, per (layer, copy, expert),
+  // the score of the last position each expert picked in each pool; off returns their
+  // means (the thresholds). An entry no pool reached is +inf (the expert takes nothing).
+  void begin_moe_calibration();
+  std::vector<float> end_moe_calibration();
+
   const Routing& routing() const { return rt_; }
   StepTimes& times() { return times_; }
 
@@ -168,6 +191,12 @@ class Model {
   // moe_block.cpp: one MoE row group; same contract as the SwiGLU group functions.
   void moe_forward(int l, const MoeGroup& g, ConstMat in, Mat out);
   void moe_backward(int l, const MoeGroup& g, ConstMat in, ConstMat dout, Mat din, bool accumulate);
+  void moe_threshold_forward(int l, const MoeGroup& g, ConstMat in, Mat out);
+  void calibrate_group(int l, const MoeGroup& g);
+  size_t threshold_index(int l, int copy) const {
+    return (static_cast<size_t>(l) * table_.layers[l].experts.size() + copy) * cfg_.n_experts;
+  }
+  void forward(const Batch& batch);  // routing, inputs and every layer
 
   ModelConfig cfg_;
   ParamTable table_;
@@ -192,6 +221,14 @@ class Model {
   std::vector<std::shared_ptr<InputAdapter>> adapters_;
   std::vector<std::shared_ptr<Objective>> objectives_;
   StepTimes times_;
+  std::vector<float> moe_thresholds_;
+  bool threshold_routing_ = false;
+  struct Calibration {
+    std::vector<double> sum;
+    std::vector<int64_t> count;
+  };
+  std::unique_ptr<Calibration> calibration_;
+  std::vector<int32_t> last_rows_;  // last_logits: the sorted row of each batch row's last position
 };
 
 }  // namespace mot

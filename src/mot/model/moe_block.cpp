@@ -20,6 +20,9 @@
 // exact arithmetic can differ in the last bit in fp32 (the GEMMs round equal rows at
 // different positions differently), e.g. the first token of every document under
 // doc_mask, which attends only to itself; then rounding decides between them.
+#include <algorithm>
+#include <vector>
+
 #include "mot/model/model.hpp"
 
 namespace mot {
@@ -46,6 +49,7 @@ void Model::moe_forward(int l, const MoeGroup& g, ConstMat in, Mat out) {
   const Mat prob = a.moe_prob.slice(g.begin, g.end);
   be_->linear_forward(in.slice(g.begin, g.end), wmat_ + w.router, prob);
   be_->softmax_rows(prob);
+  if (threshold_routing_) return moe_threshold_forward(l, g, in, out);
   // Expert choice, then each expert's SwiGLU on its gathered picks.
   int32_t* pick = a.moe_pick + g.begin;  // indices into the group's rows of X, Y, ac, g
   be_->expert_choice(choice_of(g, rt_, E), a.moe_prob, pick, a.moe_slot);
@@ -60,6 +64,55 @@ void Model::moe_forward(int l, const MoeGroup& g, ConstMat in, Mat out) {
     be_->linear_forward(gl.slice(e * k, (e + 1) * k), wmat_ + w.w2[e], Y.slice(e * k, (e + 1) * k));
   // Combine, experts in a fixed order; positions no expert picked get 0.
   be_->expert_combine(g.begin, g.end, a.moe_prob, a.moe_slot, Y, out);
+  if (calibration_) calibrate_group(l, g);
+}
+
+// Generation: each position goes to the experts whose score reaches that expert's
+// calibrated threshold, independently of the other positions (expert choice compares
+// a position with later ones, which a decoder has not seen). One expert at a time, so
+// its picks (at most the group's rows) fit the group's rows of every buffer.
+void Model::moe_threshold_forward(int l, const MoeGroup& g, ConstMat in, Mat out) {
+  const ExpertOffsets& w = table_.layers[l].experts[g.copy];
+  const LayerActs& a = acts_[l];
+  const int64_t E = cfg_.n_experts;
+  const float* thr = moe_thresholds_.data() + threshold_index(l, g.copy);
+  int32_t* pick = a.moe_pick + g.begin;
+  const Mat X = ws_.moe_x.slice(g.begin, g.end), Y = ws_.moe_y.slice(g.begin, g.end);
+  const Mat ac = a.ac.slice(g.begin, g.end), gl = ws_.swiglu.slice(g.begin, g.end);
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = be_->expert_threshold_pick(g.begin, g.end, a.moe_prob, e, thr[e], pick);
+    if (n > 0) {
+      be_->gather_rows(in, pick, X.slice(0, n));
+      be_->linear_forward(X.slice(0, n), wmat_ + w.w13[e], ac.slice(0, n));
+      be_->swiglu_forward(ac.slice(0, n), gl.slice(0, n));
+      be_->linear_forward(gl.slice(0, n), wmat_ + w.w2[e], Y.slice(0, n));
+    }
+    be_->expert_accumulate(g.begin, g.end, a.moe_prob, e, pick, n, Y, out, e == 0);
+  }
+}
+
+// Calibration: for each pool and expert, the score of the k-th (last) position it
+// picked, summed per (layer, copy, expert) with the number of pools.
+void Model::calibrate_group(int l, const MoeGroup& g) {
+  const LayerActs& a = acts_[l];
+  const int64_t E = cfg_.n_experts, N = rt_.N;
+  std::vector<float> prob(static_cast<size_t>(N * E));
+  std::vector<int32_t> pick(static_cast<size_t>(N));
+  be_->download(a.moe_prob.data, prob.data(), sizeof(float) * prob.size());
+  be_->download(a.moe_pick, pick.data(), sizeof(int32_t) * pick.size());
+  const int32_t* gp = pick.data() + g.begin;
+  const size_t at = threshold_index(l, g.copy);
+  for (int64_t p = g.pool0; p < g.pool1; ++p) {
+    const MoePool& pool = rt_.pools[p];
+    const int64_t k = pool.size / E;
+    if (k < 1) continue;
+    for (int64_t e = 0; e < E; ++e) {
+      float lowest = 1.0f;
+      for (int64_t j = 0; j < k; ++j) lowest = std::min(lowest, prob[gp[e * g.k + pool.pick0 + j] * E + e]);
+      calibration_->sum[at + e] += lowest;
+      calibration_->count[at + e] += 1;
+    }
+  }
 }
 
 // din (=, or += if accumulate) d/d(in) over the group's rows; weight gradients

@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <limits>
+#include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
@@ -25,7 +27,33 @@ std::map<std::string, std::string> model_meta(const Model& m, const std::map<std
   meta["format"] = "mot";
   meta["format_version"] = "1";
   meta["config"] = m.config().to_json().dump();
+  if (!m.moe_thresholds().empty()) {
+    nlohmann::json thr = nlohmann::json::array();  // +inf (an expert no pool reached) as null
+    for (float x : m.moe_thresholds()) thr.push_back(std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(nullptr));
+    meta["moe_thresholds"] = thr.dump();
+  }
   return meta;
+}
+
+// The MoE routing thresholds of a model file's metadata (model.hpp), if any.
+void load_moe_thresholds(const std::string& path, const std::map<std::string, std::string>& meta, Model& model) {
+  auto it = meta.find("moe_thresholds");
+  if (it == meta.end()) return;
+  std::vector<float> thr;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(it->second);
+    if (!j.is_array()) throw std::runtime_error("not an array");
+    for (const auto& x : j) {
+      if (x.is_null()) thr.push_back(std::numeric_limits<float>::infinity());
+      else if (x.is_number() && std::isfinite(x.get<double>())) thr.push_back(x.get<float>());
+      else throw std::runtime_error("not a number");
+    }
+  } catch (const std::exception&) {
+    fail(path, ": metadata moe_thresholds is not a JSON array of numbers");
+  }
+  if (static_cast<int64_t>(thr.size()) != model.moe_threshold_count())
+    fail(path, ": metadata moe_thresholds holds ", thr.size(), " values, the model has ", model.moe_threshold_count());
+  model.set_moe_thresholds(std::move(thr));
 }
 
 // rng_state in state.safetensors' metadata: the four 64-bit words as 16 lowercase hex
@@ -95,6 +123,7 @@ void load_model_weights(const std::string& path, Model& model) {
   }
   for (const auto& ti : f.tensors())
     if (!t.find(ti.name)) fail(path, ": unexpected tensor '", ti.name, "' (not part of this model's config)");
+  load_moe_thresholds(path, f.metadata(), model);
   // A non-finite weight would only show up later as a NaN loss; say it now.
   for (const auto& e : t.entries) {
     const float* w = model.params() + e.offset;

@@ -232,6 +232,7 @@ class Trainer {
   void write_metrics_line(const json& line);
   std::optional<int> checkpoint_or_stop(int64_t done);
   void save_checkpoint(int64_t step);
+  void calibrate_moe_thresholds();
   int finish() const;
   std::string kept() const;
   void flush_stdout() { stdout_closed_ = stdout_closed_ || std::fflush(stdout) != 0 || std::ferror(stdout); }
@@ -449,7 +450,17 @@ std::optional<int> Trainer::checkpoint_or_stop(int64_t done) {
   return std::nullopt;
 }
 
+// MoE: the routing thresholds generation uses (model.hpp), calibrated on the
+// validation rows the evaluations use, saved with the weights. Forward only: nothing
+// of the training state changes.
+void Trainer::calibrate_moe_thresholds() {
+  model_.begin_moe_calibration();
+  for (const auto& v : data_.vals) evaluate(model_, *v.src, tc_.batch_size, tc_.eval_batches * tc_.batch_size, eval_scratch_);
+  model_.set_moe_thresholds(model_.end_moe_calibration());
+}
+
 void Trainer::save_checkpoint(int64_t step) {
+  if (mc_.has_moe()) calibrate_moe_thresholds();
   state_.step = step;
   state_.config_json = run_json_;
   state_.rng_state = rng_.state();

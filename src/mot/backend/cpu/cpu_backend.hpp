@@ -66,6 +66,10 @@ class CpuBackend final : public Backend {
                                Mat dy, Mat dprob) override;
   void expert_scatter_add(int64_t s0, int64_t s1, const int32_t* slot, int64_t experts, ConstMat dx,
                           Mat din) override;
+  int64_t expert_threshold_pick(int64_t s0, int64_t s1, ConstMat prob, int64_t e, float threshold,
+                                int32_t* pick) override;
+  void expert_accumulate(int64_t s0, int64_t s1, ConstMat prob, int64_t e, const int32_t* pick, int64_t n, ConstMat y,
+                         Mat out, bool first) override;
 
   double sum_squares(const float* x, int64_t n) override;
   void scale(float* x, int64_t n, float s) override;

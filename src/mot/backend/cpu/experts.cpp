@@ -136,4 +136,28 @@ void CpuBackend::expert_scatter_add(int64_t s0, int64_t s1, const int32_t* slot,
   }
 }
 
+int64_t CpuBackend::expert_threshold_pick(int64_t s0, int64_t s1, ConstMat prob, int64_t e, float threshold,
+                                          int32_t* pick) {
+  int64_t n = 0;
+  for (int64_t s = s0; s < s1; ++s)
+    if (prob.row(s)[e] >= threshold) pick[n++] = static_cast<int32_t>(s);
+  return n;
+}
+
+void CpuBackend::expert_accumulate(int64_t s0, int64_t s1, ConstMat prob, int64_t e, const int32_t* pick, int64_t n,
+                                   ConstMat y, Mat out, bool first) {
+  const int64_t d = out.cols;
+  if (first)
+    for (int64_t s = s0; s < s1; ++s) std::memset(out.row(s), 0, sizeof(float) * d);
+#pragma omp parallel for schedule(static) if (n * d > 65536)
+  for (int64_t j = 0; j < n; ++j) {  // picks are distinct rows: no two iterations write one row
+    const int32_t s = pick[j];
+    const float p = prob.row(s)[e];
+    float* o = out.row(s);
+    const float* yr = y.row(j);
+#pragma omp simd
+    for (int64_t i = 0; i < d; ++i) o[i] += p * yr[i];
+  }
+}
+
 }  // namespace mot::cpu

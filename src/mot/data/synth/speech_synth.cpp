@@ -2,6 +2,7 @@
 
 #include <espeak-ng/speak_lib.h>
 
+#include <cstdlib>
 #include <iterator>
 #include <mutex>
 
@@ -45,6 +46,7 @@ SpeechVoice random_voice(Rng& rng) {
   v.rate_wpm = 150 + static_cast<int>(rng.below(61));  // 150..210 wpm
   v.pitch = 35 + static_cast<int>(rng.below(31));      // 35..65
   v.range = 30 + static_cast<int>(rng.below(41));      // 30..70
+  v.noise_seed = static_cast<unsigned>(rng.next() >> 32);
   return v;
 }
 
@@ -59,6 +61,7 @@ std::vector<float> speak(const std::string& text, const SpeechVoice& v) {
         espeak_SetParameter(espeakPITCH, v.pitch, 0) != EE_OK ||
         espeak_SetParameter(espeakRANGE, v.range, 0) != EE_OK)
       fail("espeak-ng: cannot set rate/pitch/range for voice '", v.name, "'");
+    std::srand(v.noise_seed);  // espeak-ng's noise comes from rand() (see the header)
     const espeak_ERROR err = espeak_Synth(text.c_str(), text.size() + 1, 0, POS_CHARACTER, 0,
                                           espeakCHARS_UTF8, nullptr, &pcm);
     if (err != EE_OK) fail("espeak-ng: synthesis failed (error ", static_cast<int>(err), ") for: ", text);

@@ -11,6 +11,9 @@
 // espeak_Terminate + re-initialise hangs, so an utterance is a deterministic function
 // of every speak() call made before it in the process: callers that need the same
 // bytes from the same seed speak in a fixed order, serially (synth_corpus does).
+// Its noise sources (aspiration, frication) draw from libc rand(), whose state is
+// process-wide and shared with anything else that calls rand(): speak() reseeds it
+// from the voice before every utterance, so the noise is the voice's own.
 #pragma once
 #include <string>
 #include <vector>
@@ -24,6 +27,7 @@ struct SpeechVoice {
   int rate_wpm = 175;          // espeakRATE, words per minute (80..450)
   int pitch = 50;              // espeakPITCH, 0..100 (50 = the voice's normal)
   int range = 50;              // espeakRANGE, 0..100 (0 = monotone)
+  unsigned noise_seed = 1;     // srand() seed for espeak-ng's noise in this utterance
 };
 
 // A voice drawn from a small set of English accents x speaker variants, with speed and
