@@ -55,5 +55,6 @@ void register_demo(CLI::App& app, Action& action);
 void register_compare(CLI::App& app, Action& action);
 void register_bench(CLI::App& app, Action& action);
 void register_generate(CLI::App& app, Action& action);
+void register_evalgen(CLI::App& app, Action& action);
 
 }  // namespace mot::cli

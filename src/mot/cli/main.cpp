@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   mot::cli::register_compare(app, action);
   mot::cli::register_bench(app, action);
   mot::cli::register_generate(app, action);
+  mot::cli::register_evalgen(app, action);
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (const auto* sub : app.get_subcommands({})) known = known || sub->get_name() == argv[1];

@@ -73,26 +73,26 @@ std::vector<int32_t> PromptCodec::audio_prompt(const std::string& wav) const {
   return out;
 }
 
-PromptCodec::Written PromptCodec::write_outputs(const std::vector<int32_t>& tokens, const std::string& stem) const {
-  Written w;
+PromptCodec::Decoded PromptCodec::decode(const std::vector<int32_t>& tokens) const {
+  Decoded d;
   std::vector<int> text;
   auto flush = [&] {
-    if (!text.empty()) w.text += text_.decode(text);
+    if (!text.empty()) d.text += text_.decode(text);
     text.clear();
   };
-  std::vector<std::vector<uint32_t>> images, speech;
+  std::vector<std::vector<uint32_t>> images;
   enum { kText, kImage, kSpeech } span = kText;
   for (int32_t t : tokens) {
     if (span == kText && t == grammar_->boi) {
       flush();
       span = kImage;
       images.emplace_back();
-      w.text += w.text.empty() ? "<image>" : " <image> ";
+      d.text += d.text.empty() ? "<image>" : " <image> ";
     } else if (span == kText && t == grammar_->bos_speech) {
       flush();
       span = kSpeech;
-      speech.emplace_back();
-      w.text += w.text.empty() ? "<speech>" : " <speech> ";
+      d.speech.emplace_back();
+      d.text += d.text.empty() ? "<speech>" : " <speech> ";
     } else if (span == kImage && t == grammar_->eoi) {
       span = kText;
     } else if (span == kSpeech && t == grammar_->eos_speech) {
@@ -100,21 +100,29 @@ PromptCodec::Written PromptCodec::write_outputs(const std::vector<int32_t>& toke
     } else if (span == kImage) {
       images.back().push_back(static_cast<uint32_t>(t - image0_));
     } else if (span == kSpeech) {
-      speech.back().push_back(static_cast<uint32_t>(t - speech0_));
+      d.speech.back().push_back(static_cast<uint32_t>(t - speech0_));
     } else {
       text.push_back(t);
     }
   }
   flush();
-  int n = 0;
-  for (const auto& im : images) {
-    if (static_cast<int64_t>(im.size()) != grammar_->tokens_per_image) continue;  // cut off by --max-tokens
-    const std::string path = stem + (n++ ? cat("-", n) : "") + ".png";
-    data::write_png(path, vq_->decode(im.data(), image_size_, image_size_));
+  for (const auto& im : images)
+    if (static_cast<int64_t>(im.size()) == grammar_->tokens_per_image)
+      d.images.push_back(vq_->decode(im.data(), image_size_, image_size_));
+  return d;
+}
+
+PromptCodec::Written PromptCodec::write_outputs(const std::vector<int32_t>& tokens, const std::string& stem) const {
+  const Decoded d = decode(tokens);
+  Written w;
+  w.text = d.text;
+  for (size_t i = 0; i < d.images.size(); ++i) {
+    const std::string path = stem + (i ? cat("-", i + 1) : "") + ".png";
+    data::write_png(path, d.images[i]);
     w.files.push_back(path);
   }
-  n = 0;
-  for (const auto& sp : speech) {
+  int n = 0;
+  for (const auto& sp : d.speech) {
     if (sp.empty()) continue;
     const std::string path = stem + (n++ ? cat("-", n) : "") + ".wav";
     audio::write_wav(path, audio::units_to_audio(*units_, sp.data(), sp.size()), units_->mel.sample_rate);

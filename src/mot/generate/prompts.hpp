@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "mot/data/format/vocab.hpp"
+#include "mot/data/media/image.hpp"
 #include "mot/data/tokenize/text_tokenizer.hpp"
 #include "mot/generate/grammar.hpp"
 #include "mot/model/config.hpp"
@@ -40,7 +41,15 @@ class PromptCodec {
   std::vector<int32_t> audio_prompt(const std::string& wav) const;
 
   // A generation's tokens as text (images and speech spans as <image> / <speech>), the
-  // images and speech spans it completed, written to stem.png / stem-2.png ... and
+  // images it completed (spans cut short by --max-tokens are dropped) and its speech
+  // spans' units.
+  struct Decoded {
+    std::string text;
+    std::vector<data::Image> images;
+    std::vector<std::vector<uint32_t>> speech;
+  };
+  Decoded decode(const std::vector<int32_t>& tokens) const;
+  // decode(), with the images and speech written to stem.png / stem-2.png ... and
   // stem.wav ...; returns the text and the files written.
   struct Written {
     std::string text;

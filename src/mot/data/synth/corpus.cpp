@@ -349,6 +349,27 @@ Vocab corpus_vocab(const CorpusOptions& o, const TextTokenizer& tok, size_t patc
   return Vocab(std::move(vocab));
 }
 
+// val-scenes.jsonl: the ground truth of every held-out scene, in the order of the
+// val-*.shard documents (document i of each is scene i), for `mot evalgen`: its
+// objects, the caption its val-gen/val-cap/val-asr/val-tts documents use, and
+// references for CIDEr (that caption and more drawn for it from a stream of their own,
+// so the rest of the corpus is what it was without this file).
+void write_val_scenes(const CorpusOptions& o, const Scenes& sc) {
+  constexpr int kReferences = 5;
+  Rng rng(o.seed * 0x2545f4914f6cdd1dull + 0x7a3d);
+  std::string text;
+  for (size_t i = 0; i < sc.val.size(); ++i) {
+    json objs = json::array();
+    for (const auto& ob : sc.val[i].scene.objects)
+      objs.push_back({{"shape", shape_names()[ob.shape]}, {"colour", color_names()[ob.color]},
+                      {"size", ob.size ? "large" : "small"}, {"cx", ob.cx}, {"cy", ob.cy}});
+    json refs = json::array({sc.val_caption[i]});
+    while (static_cast<int>(refs.size()) < kReferences) refs.push_back(caption(sc.val[i].scene, rng));
+    text += json{{"objects", objs}, {"caption", sc.val_caption[i]}, {"references", refs}}.dump() + "\n";
+  }
+  io::write_file_atomic(o.out + "/val-scenes.jsonl", text);
+}
+
 // summary.json beside the shard entries: seed, VQ quality, vocabulary sizes, speech.
 void add_summary(const CorpusOptions& o, const Psnr& psnr, int V_text, const SpeechUnits& speech, json& summary) {
   summary["seed"] = o.seed;
@@ -397,6 +418,7 @@ void synth_corpus(const CorpusOptions& o) {
   vq.save(o.out + "/vq.safetensors");
   if (o.speech) speech.codebook.save(o.out + "/speech.safetensors");
   corpus_vocab(o, tok, im.patches_per_image, speech).write(o.out);
+  write_val_scenes(o, sc);
   add_summary(o, psnr, tok.vocab_size(), speech, summary);
   io::write_file_atomic(o.out + "/summary.json", summary.dump(2) + "\n");
   progress(o, cat("wrote ", o.out, " (", secs(), " s): ", summary["shards"]["train-000.shard"]["tokens"].get<int64_t>(),

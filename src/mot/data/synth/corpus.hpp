@@ -47,6 +47,7 @@ struct CorpusOptions {
 //   vocab.json     vocab_size, modalities, bos/eos/boi/eoi ids, image geometry
 //   text.model     SentencePiece model      vq.safetensors  image codebook
 //   summary.json   documents and tokens per kind and modality, VQ PSNR
+//   val-scenes.jsonl  each held-out scene's objects, caption and CIDEr references
 // and with opt.speech also val-asr.shard, val-tts.shard, val-speech.shard and
 //   speech.safetensors  the unit codebook (data/tokenize/unit_codebook.hpp)
 void synth_corpus(const CorpusOptions& opt);

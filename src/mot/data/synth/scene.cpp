@@ -225,7 +225,7 @@ Rel relation(const SceneObject& a, const SceneObject& b) {
   return kNoRel;
 }
 
-bool side_by_side(const SceneObject& a, const SceneObject& b) {  // same row, horizontally apart
+bool same_row_apart(const SceneObject& a, const SceneObject& b) {  // same row, horizontally apart
   return std::fabs(b.cy - a.cy) < 0.5f * std::min(radius_of(a), radius_of(b)) &&
          std::fabs(b.cx - a.cx) > radius_of(a) + radius_of(b);
 }
@@ -277,6 +277,20 @@ std::vector<int> shuffled_order(size_t n, Rng& rng) {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
+
+Relation relation_of(const SceneObject& a, const SceneObject& b) {
+  switch (relation(a, b)) {
+    case kLeftOf: return Relation::left_of;
+    case kRightOf: return Relation::right_of;
+    case kAbove: return Relation::above;
+    case kBelow: return Relation::below;
+    default: return Relation::none;
+  }
+}
+
+bool side_by_side(const SceneObject& a, const SceneObject& b) { return same_row_apart(a, b); }
+
+std::array<int, 2> region_of(const SceneObject& o) { return {region_axis(o.cx), region_axis(o.cy)}; }
 
 const std::vector<std::string>& shape_names() {
   static const std::vector<std::string> kNames = {"circle", "square", "triangle", "diamond",
@@ -407,7 +421,7 @@ std::string caption(const Scene& s, Rng& rng) {
   const SceneObject& A = s.objects[order[0]];
   const SceneObject& B = s.objects[order[1]];
   const Rel ab = relation(A, B), ba = relation(B, A);
-  const bool side = side_by_side(A, B);
+  const bool side = same_row_apart(A, B);
   std::vector<std::string> all(n), rest;  // every object / the ones after the first two
   for (size_t i = 0; i < n; ++i) {
     all[i] = a(i);

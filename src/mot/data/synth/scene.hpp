@@ -66,6 +66,16 @@ std::string caption(const Scene& s, Rng& rng);
 // Mentions only the scene's shapes and colours.
 std::string qa_text(const Scene& s, Rng& rng);
 
+// What captions state about positions (and the caption parser checks, evalgen/):
+// a is left of / right of / above / below b when their boxes are separated along the
+// dominant axis of b - a (none otherwise); side by side = on one row, horizontally apart
+// ("next to", "beside"); an object's region = (horizontal, vertical) third, 0 low,
+// 1 centre, 2 high, -1 when not clear-cut ("on the left", "in the top right corner").
+enum class Relation { none, left_of, right_of, above, below };
+Relation relation_of(const SceneObject& a, const SceneObject& b);
+bool side_by_side(const SceneObject& a, const SceneObject& b);
+std::array<int, 2> region_of(const SceneObject& o);
+
 struct Detected {
   int shape = -1;
   int color = -1;
