@@ -132,13 +132,21 @@ class Corpus(unittest.TestCase):
     def test_demo_writes_report_and_plot(self):
         out = self.w.p("demo")
         r = run(["demo", "--config", os.path.join(ROOT, "configs", "tiny.toml"), "--data", self.data,
-                 "--out", out, "--seeds", "2", "--steps", "20"])
+                 "--out", out, "--seeds", "2", "--steps", "20", "--evalgen-scenes", "6"])
         self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr.count("evalgen seed"), 4, r.stderr)
         with open(os.path.join(out, "report.md")) as f:
             report = f.read()
         for needle in ("## Final validation loss", "## Step matching against dense", "caption given image",
-                       "image given caption", "seed 2"):
+                       "image given caption", "seed 2", "## Generation", "![generated images](generation.png)",
+                       "- **Generation** (mot vs dense): better images? "):
             self.assertIn(needle, report)
+        gen = report.split("## Generation")[1].split("## Time per step")[0]
+        self.assertIn("| images → captions: slot accuracy |", gen)
+        # The corpus row of the generation table: its own captions are exact.
+        self.assertIn("| images → captions: exact |", gen)
+        exact_row = [l for l in gen.splitlines() if l.startswith("| images → captions: exact |")][0]
+        self.assertEqual([c.strip() for c in exact_row.strip("|").split("|")][-2], "1.000")
         # every step-matching cell is a ratio or says "not reached"
         rows = [l for l in report.split("## Step matching")[1].split("## FLOPs matching")[0].splitlines()
                 if l.startswith("| ") and "| mot |" in l]
@@ -147,14 +155,15 @@ class Corpus(unittest.TestCase):
             cells = [c.strip() for c in row.strip("|").split("|")][2:4]
             for c in cells:
                 self.assertTrue(c == "not reached" or 0 < float(c) < 10, row)
-        for png in ("loss.png", "loss-flops.png", "loss-wallclock.png"):
+        for png in ("loss.png", "loss-flops.png", "loss-wallclock.png", "generation.png"):
             with open(os.path.join(out, png), "rb") as f:
                 self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
         # A second run reuses the finished runs.
         r = run(["demo", "--config", os.path.join(ROOT, "configs", "tiny.toml"), "--data", self.data,
-                 "--out", out, "--seeds", "2", "--steps", "20"])
+                 "--out", out, "--seeds", "2", "--steps", "20", "--evalgen-scenes", "6"])
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("already finished", r.stderr)
+        self.assertNotIn("evalgen seed", r.stderr)  # the scores of finished runs are reused
 
 
 if __name__ == "__main__":

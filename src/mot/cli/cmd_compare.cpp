@@ -26,6 +26,9 @@ void register_compare(CLI::App& app, Action& action) {
       ->check(int_range(1, 64));
   sub->add_option("--set", o->overrides, "override a base config key: table.key=value (e.g. train.eval_every=50)");
   sub->add_flag("--fresh", o->fresh, "discard an earlier comparison in --out instead of resuming it");
+  sub->add_option("--evalgen-scenes", o->evalgen_scenes,
+                  "held-out scenes `mot evalgen` scores on each run's final model (built-in corpus; 0: skip)")
+      ->check(non_negative_int());
   sub->footer(compare::variant_help() +
               "\nRe-running the same command resumes: finished runs are kept, interrupted ones continue. A --out\n"
               "that holds a different comparison (other variants, seeds, steps, configs or data) is refused.\n");

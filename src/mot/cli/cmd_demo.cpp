@@ -43,7 +43,7 @@ void register_demo(CLI::App& app, Action& action) {
   struct Opts {
     std::string config = "configs/tiny.toml", data = "data/demo", out = "runs/demo";
     int seeds = 3, parallel = 2;
-    int64_t steps = 0, scenes = 0;
+    int64_t steps = 0, scenes = 0, evalgen_scenes = 100;
     bool fresh = false, speech = false;
   };
   auto o = std::make_shared<Opts>();
@@ -57,6 +57,9 @@ void register_demo(CLI::App& app, Action& action) {
       ->check(int_range(1, 64));
   sub->add_option("--scenes", o->scenes, "training scenes when generating the corpus")->check(positive_int());
   sub->add_flag("--fresh", o->fresh, "discard earlier runs in --out instead of reusing finished ones");
+  sub->add_option("--evalgen-scenes", o->evalgen_scenes,
+                  "held-out scenes `mot evalgen` scores on each final model (0: skip)")
+      ->check(non_negative_int());
   sub->add_flag("--speech", o->speech,
                 "text + image + speech: the corpus adds captions spoken with espeak-ng (defaults become "
                 "configs/tiny-speech.toml, data/speech, runs/demo-speech)");
@@ -92,6 +95,7 @@ void register_demo(CLI::App& app, Action& action) {
       c.seeds = o->seeds;
       c.parallel = o->parallel;
       c.fresh = o->fresh;
+      c.evalgen_scenes = o->evalgen_scenes;
       c.who = "demo";
       c.title = o->speech ? "Dense vs MoT on the built-in text+image+speech corpus"
                           : "Dense vs MoT on the built-in text+image corpus";

@@ -1,300 +1,43 @@
-// `mot evalgen` (SPEC section 4): generation quality on the built-in corpus's held-out
-// scenes, scored exactly against their ground truth (evalgen/scores.hpp): captions ->
-// images, images -> captions, and speech -> text where the corpus has speech.
-//
-// --baseline truth|shuffled|random replaces the model by the corpus itself (each scene's
-// own VQ image and caption), by another scene's (a fixed derangement) or by uniformly
-// random codes and text tokens: the metrics' ceiling and chance levels, measured by the
-// same code path.
-#include <algorithm>
-#include <chrono>
-#include <cmath>
+// `mot evalgen` (SPEC section 4): flags to evalgen/evalgen.hpp, then one JSON object
+// (--json) or a table.
 #include <cstdio>
-#include <filesystem>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "mot/cli/commands.hpp"
 #include "mot/core/cpu_setup.hpp"
-#include "mot/core/error.hpp"
-#include "mot/core/rng.hpp"
-#include "mot/data/format/shard.hpp"
-#include "mot/evalgen/scores.hpp"
-#include "mot/generate/generator.hpp"
-#include "mot/generate/prompts.hpp"
-#include "mot/io/atomic_file.hpp"
-#include "mot/model/model.hpp"
-#include "mot/train/checkpoint.hpp"
+#include "mot/evalgen/evalgen.hpp"
 
 namespace mot::cli {
 
 namespace {
 
-namespace fs = std::filesystem;
-using nlohmann::json;
-
-struct EvalgenOpts {
-  std::string model, data, out, baseline, dtype = "fp32";
-  int64_t n = 0, top_k = 0, threads = 0, batch = 32;
-  double temperature = 1.0, top_p = 1.0, cfg = 0.0;
-  uint64_t seed = 0;
+struct EvalgenOpts : EvalgenOptions {
+  int64_t threads = 0;
   bool json_out = false;
 };
 
-// Document i of DIR/NAME.shard up to and including its first `marker` (the prompt
-// part of a val-cap or val-asr document).
-std::vector<int32_t> doc_prefix(const data::Shard& s, size_t i, int32_t marker, const std::string& name) {
-  std::vector<int32_t> out;
-  for (uint64_t k = s.doc_offset(i); k < s.doc_offset(i + 1); ++k) {
-    out.push_back(static_cast<int32_t>(s.token(k)));
-    if (out.back() == marker) return out;
-  }
-  fail(name, ": document ", i, " has no ", marker, " marker (not a corpus made by `mot data synth`)");
-}
-
-// The tokens between the first `open` and the next `close` of document i.
-std::vector<int32_t> doc_span(const data::Shard& s, size_t i, int32_t open, int32_t close) {
-  std::vector<int32_t> out;
-  bool in = false;
-  for (uint64_t k = s.doc_offset(i); k < s.doc_offset(i + 1); ++k) {
-    const int32_t t = static_cast<int32_t>(s.token(k));
-    if (in && t == close) break;
-    if (in || t == open) out.push_back(t);
-    in = in || t == open;
-  }
-  out.push_back(close);
-  return out;
-}
-
-struct Runner {
-  const EvalgenOpts& o;
-  const ModelConfig& cfg;
-  const PromptCodec& codec;
-  Model* weights;  // null for a baseline
-  GenerationOptions go;
-
-  // New tokens for each request, `o.batch` prompts per generate() call.
-  // max_tokens 0: the target's default, cut to what the model's max_seq_len leaves.
-  std::vector<std::vector<int32_t>> run(const std::vector<GenerationRequest>& reqs, uint64_t seed_offset,
-                                        int64_t max_tokens) const {
-    std::vector<std::vector<int32_t>> out;
-    for (size_t b = 0; b < reqs.size(); b += static_cast<size_t>(o.batch)) {
-      const std::vector<GenerationRequest> part(reqs.begin() + b,
-                                                reqs.begin() + std::min(reqs.size(), b + static_cast<size_t>(o.batch)));
-      GenerationOptions g = go;
-      g.seed = go.seed * 1000003 + seed_offset + b;
-      size_t longest = 0;
-      for (const auto& q : part) longest = std::max(longest, q.prompt.size() + 1);
-      g.max_tokens = std::min<int64_t>(max_tokens, cfg.max_seq_len - static_cast<int64_t>(longest));
-      for (auto& gen : generate(cfg, weights->params(), weights->moe_thresholds(), codec.grammar(), part, g))
-        out.push_back(std::move(gen.tokens));
-    }
-    return out;
-  }
-};
-
-// What a baseline "generates": the corpus's own answer for scene `src` (truth,
-// shuffled), or random tokens of the span's kind.
-std::vector<int32_t> random_tokens(Rng& rng, int32_t lo, int32_t hi, int64_t n) {
-  std::vector<int32_t> t;
-  for (int64_t i = 0; i < n; ++i) t.push_back(lo + static_cast<int32_t>(rng.below(static_cast<uint64_t>(hi - lo))));
-  return t;
-}
-
-data::Image upscale(const data::Image& img, int k) {
-  data::Image big(img.width * k, img.height * k);
-  for (int y = 0; y < big.height; ++y)
-    for (int x = 0; x < big.width; ++x) std::copy(img.at(x / k, y / k), img.at(x / k, y / k) + 3, big.at(x, y));
-  return big;
-}
-
-// A grid: for each of the first scenes, the corpus's image beside the generated one.
-void write_grid(const std::string& path, const std::vector<data::Image>& truth, const std::vector<data::Image>& gen) {
-  const size_t n = std::min<size_t>(8, gen.size());
-  if (n == 0) return;
-  const int s = gen[0].width * 4, pad = 4;
-  data::Image grid(static_cast<int>(n) * (s + pad) + pad, 2 * (s + pad) + pad);
-  std::fill(grid.rgb.begin(), grid.rgb.end(), uint8_t{64});
-  for (size_t i = 0; i < n; ++i)
-    for (int row = 0; row < 2; ++row) {
-      const data::Image big = upscale(row == 0 ? truth[i] : gen[i], 4);
-      const int x0 = pad + static_cast<int>(i) * (s + pad), y0 = pad + row * (s + pad);
-      for (int y = 0; y < s; ++y)
-        for (int x = 0; x < s; ++x) std::copy(big.at(x, y), big.at(x, y) + 3, grid.at(x0 + x, y0 + y));
-    }
-  data::write_png(path, grid);
-}
-
-// A baseline has no model: the corpus's vocabulary stands in for its config.
-ModelConfig config_from_vocab(const std::string& dir) {
-  const data::Vocab v = data::Vocab::read(dir, "not a corpus made by `mot data synth`");
-  ModelConfig c;
-  if (!v.fields.contains("vocab_size") || !v.fields["vocab_size"].is_number_integer())
-    fail(dir, "/vocab.json: no integer vocab_size");
-  c.vocab_size = v.fields["vocab_size"].get<int64_t>();
-  for (const auto& m : v.modalities(dir)) c.modalities.push_back({m.name, m.begin, m.end});
-  return c;
-}
-
-void add_flat(json& j, const std::string& prefix, const json& part) {
-  j[prefix] = part;
-  for (auto it = part.begin(); it != part.end(); ++it) j[prefix + "." + it.key()] = it.value();
-}
-
-int run_evalgen(const EvalgenOpts& o) {
+int print_evalgen(const EvalgenOpts& o) {
   set_threads(static_cast<int>(o.threads));
-  const bool baseline = !o.baseline.empty();
-  if (baseline == !o.model.empty()) fail("give --model, or --baseline truth|shuffled|random (not both)");
-  if (o.data.empty() && baseline) fail("--baseline needs --data (the corpus)");
-  const std::string dir = baseline ? o.data : tokenizer_dir(o.data, o.model);
-  ModelConfig cfg;
-  std::unique_ptr<Model> weights;
-  if (baseline) {
-    cfg = config_from_vocab(dir);
-  } else {
-    cfg = read_model_config(o.model);
-    weights = std::make_unique<Model>(cfg, 1, 2, false);
-    load_model_weights(o.model, *weights);
-  }
-  const PromptCodec codec(dir, cfg);
-  const TokenGrammar& g = codec.grammar();
-  std::vector<HeldOutScene> scenes = read_val_scenes(dir);
-  if (o.n > 0 && static_cast<size_t>(o.n) < scenes.size()) scenes.resize(static_cast<size_t>(o.n));
-  const size_t N = scenes.size();
-  const data::Shard gen_shard = data::Shard::open(dir + "/val-gen.shard");
-  const data::Shard cap_shard = data::Shard::open(dir + "/val-cap.shard");
-  if (gen_shard.n_docs() < N || cap_shard.n_docs() < N)
-    fail(dir, ": val-gen/val-cap shards hold fewer documents than val-scenes.jsonl has scenes");
-  const bool speech = g.has_speech() && fs::exists(dir + "/val-asr.shard");
-
-  GenerationOptions go;
-  go.sampling.temperature = o.temperature;
-  go.sampling.top_k = o.top_k;
-  go.sampling.top_p = o.top_p;
-  go.cfg = o.cfg;
-  go.seed = o.seed;
-  go.precision = parse_precision(o.dtype, "--dtype");
-  validate_sampling(go.sampling);
-  const Runner runner{o, cfg, codec, weights.get(), go};
-  const auto t0 = std::chrono::steady_clock::now();
-
-  // The scene whose corpus answer a baseline gives for scene i.
-  auto source = [&](size_t i) { return o.baseline == "shuffled" ? (i + 1) % N : i; };
-  Rng rng(o.seed ^ 0x5eedba5e11eull);
-  const int im = cfg.modality_index("image");
-  auto random_text = [&] {
-    std::vector<int32_t> t;
-    const auto& ranges = g.allowed(TokenGrammar::State{});
-    while (t.size() < 16) {
-      const TokenRange r = ranges[rng.below(ranges.size())];
-      const int32_t id = r.begin + static_cast<int32_t>(rng.below(static_cast<uint64_t>(r.end - r.begin)));
-      if (id != g.eos && id != g.boi && id != g.bos_speech) t.push_back(id);
-    }
-    return t;
-  };
-
-  // 1. captions -> images
-  std::vector<std::vector<int32_t>> image_tokens;
-  if (!baseline) {
-    std::vector<GenerationRequest> reqs;
-    for (const auto& s : scenes) reqs.push_back({codec.text_prompt(s.caption), GenTarget::image});
-    image_tokens = runner.run(reqs, 0, g.tokens_per_image + 1);
-  } else {
-    for (size_t i = 0; i < N; ++i) {
-      if (o.baseline == "random") {
-        std::vector<int32_t> t = {g.boi};
-        for (int32_t c : random_tokens(rng, static_cast<int32_t>(cfg.modalities[im].begin),
-                                       static_cast<int32_t>(cfg.modalities[im].end), g.tokens_per_image))
-          t.push_back(c);
-        t.push_back(g.eoi);
-        image_tokens.push_back(t);
-      } else {
-        image_tokens.push_back(doc_span(gen_shard, source(i), g.boi, g.eoi));
-      }
-    }
-  }
-  std::vector<data::Image> images, truth;
-  std::vector<std::string> prompts;
-  for (size_t i = 0; i < N; ++i) {
-    truth.push_back(codec.decode(doc_span(gen_shard, i, g.boi, g.eoi)).images.at(0));
-    const PromptCodec::Decoded d = codec.decode(image_tokens[i]);
-    // An image target always completes; a black image (nothing found) if it did not.
-    images.push_back(d.images.empty() ? data::Image(truth.back().width, truth.back().height) : d.images[0]);
-    prompts.push_back(scenes[i].caption);
-  }
-  const ImageScores is = score_images(prompts, images);
-
-  // 2. images -> captions, 3. speech -> text
-  auto captions_for = [&](const data::Shard* shard, int32_t marker, uint64_t offset) {
-    std::vector<std::string> out;
-    if (!baseline) {
-      std::vector<GenerationRequest> reqs;
-      for (size_t i = 0; i < N; ++i) reqs.push_back({doc_prefix(*shard, i, marker, "val shard"), GenTarget::text});
-      // Captions of the corpus are a few dozen tokens; 64 leaves room for a longer one.
-      for (const auto& t : runner.run(reqs, offset, 64)) out.push_back(codec.decode(t).text);
-    } else {
-      for (size_t i = 0; i < N; ++i)
-        out.push_back(o.baseline == "random" ? codec.decode(random_text()).text : scenes[source(i)].caption);
-    }
-    return out;
-  };
-  const std::vector<std::string> captions = captions_for(&cap_shard, g.eoi, 1u << 20);
-  const CaptionScores cs = score_captions(captions, scenes);
-  std::vector<std::string> transcripts;
-  CaptionScores ss;
-  if (speech) {
-    const data::Shard asr = data::Shard::open(dir + "/val-asr.shard");
-    if (asr.n_docs() < N) fail(dir, "/val-asr.shard: fewer documents than held-out scenes");
-    transcripts = captions_for(&asr, g.eos_speech, 2u << 20);
-    ss = score_captions(transcripts, scenes);
-  }
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-
-  json j = {{"n", N},
-            {"model", baseline ? json(nullptr) : json(o.model)},
-            {"baseline", baseline ? json(o.baseline) : json(nullptr)},
-            {"sampling", {{"temperature", o.temperature}, {"top_k", o.top_k}, {"top_p", o.top_p}, {"cfg", o.cfg},
-                          {"seed", o.seed}}},
-            {"seconds", secs}};
-  add_flat(j, "image", is.to_json());
-  add_flat(j, "caption", cs.to_json());
-  if (speech) add_flat(j, "speech", ss.to_json());
-
-  if (!o.out.empty()) {
-    std::error_code ec;
-    fs::create_directories(fs::path(o.out) / "images", ec);
-    if (ec) fail(o.out, ": cannot create the output directory: ", ec.message());
-    std::string lines;
-    for (size_t i = 0; i < N; ++i) {
-      char name[32];
-      std::snprintf(name, sizeof name, "%03zu.png", i);
-      data::write_png((fs::path(o.out) / "images" / name).string(), upscale(images[i], 4));
-      json row = {{"scene", i}, {"caption_prompt", scenes[i].caption}, {"image", std::string("images/") + name},
-                  {"caption", captions[i]}, {"references", scenes[i].references}};
-      if (speech) row["transcript"] = transcripts[i];
-      lines += row.dump() + "\n";
-    }
-    io::write_file_atomic((fs::path(o.out) / "generations.jsonl").string(), lines);
-    write_grid((fs::path(o.out) / "grid.png").string(), truth, images);
-    io::write_file_atomic((fs::path(o.out) / "evalgen.json").string(), j.dump(2) + "\n");
-  }
+  const nlohmann::json j = run_evalgen(o);
   if (o.json_out) {
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("%zu held-out scenes (%s, %.1f s)\n", N, baseline ? ("baseline " + o.baseline).c_str() : o.model.c_str(),
-              secs);
+  const bool baseline = !o.baseline.empty();
+  auto v = [&](const char* k) { return j.at(k).get<double>(); };
+  std::printf("%lld held-out scenes (%s, %.1f s)\n", j["n"].get<long long>(),
+              baseline ? ("baseline " + o.baseline).c_str() : o.model.c_str(), v("seconds"));
   std::printf("captions -> images: parse %.3f | count %.3f | shape %.3f | colour %.3f | size %.3f | relation %.3f | "
-              "exact %.3f\n", is.parse_rate, is.count_acc, is.shape_acc, is.colour_acc, is.size_acc, is.relation_acc,
-              is.exact);
-  std::printf("images -> captions: parse %.3f | exact %.3f | slot %.3f | CIDEr-D %.3f\n", cs.parse_rate, cs.exact,
-              cs.slot_acc, cs.cider);
-  if (speech)
-    std::printf("speech -> text:     parse %.3f | exact %.3f | slot %.3f | CIDEr-D %.3f\n", ss.parse_rate, ss.exact,
-                ss.slot_acc, ss.cider);
+              "exact %.3f\n", v("image.parse_rate"), v("image.count_acc"), v("image.shape_acc"), v("image.colour_acc"),
+              v("image.size_acc"), v("image.relation_acc"), v("image.exact"));
+  std::printf("images -> captions: parse %.3f | exact %.3f | slot %.3f | CIDEr-D %.3f\n", v("caption.parse_rate"),
+              v("caption.exact"), v("caption.slot_acc"), v("caption.cider"));
+  if (j.contains("speech"))
+    std::printf("speech -> text:     parse %.3f | exact %.3f | slot %.3f | CIDEr-D %.3f\n", v("speech.parse_rate"),
+                v("speech.exact"), v("speech.slot_acc"), v("speech.cider"));
   return 0;
 }
 
@@ -318,7 +61,7 @@ void register_evalgen(CLI::App& app, Action& action) {
   sub->add_option("--out", o->out, "write the generations (images, captions, a grid PNG) here");
   sub->add_option("--threads", o->threads, "threads (0: all cores)")->check(int_range(0, 4096));
   sub->add_option("--dtype", o->dtype, "GEMM compute precision")->check(CLI::IsMember({"fp32", "bf16"}));
-  sub->callback([o, &action] { action = [o] { return run_evalgen(*o); }; });
+  sub->callback([o, &action] { action = [o] { return print_evalgen(*o); }; });
 }
 
 }  // namespace mot::cli

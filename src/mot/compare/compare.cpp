@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "mot/compare/catalog.hpp"
+#include "mot/compare/generation.hpp"
 #include "mot/compare/manifest.hpp"
 #include "mot/compare/report.hpp"
 #include "mot/compare/runner.hpp"
@@ -128,6 +129,12 @@ int run_compare(const CompareOptions& o) {
       in.runs.push_back({v.name, s, read_metrics(cat(o.out, "/seed-", s, "/", v.name, "/metrics.jsonl"))});
   in.metrics = validation_metrics(base.model, in.runs);
   if (in.metrics.empty()) fail("the runs in ", o.out, " logged no per-modality validation loss to compare");
+  if (o.evalgen_scenes > 0 && has_generation_ground_truth(data)) {
+    std::fprintf(stderr, "%s: scoring generation (mot evalgen, %lld held-out scenes per run)\n", o.who.c_str(),
+                 static_cast<long long>(o.evalgen_scenes));
+    const GenerationResults g = evaluate_generation(o.out, data, names, seeds, o.evalgen_scenes, o.who);
+    in.generation = generation_section(g, o.out, names, seeds, in.generation_answer);
+  }
   in.title = o.title.empty() ? join(names, " vs ") + " on " + fs::path(data).filename().string() : o.title;
   in.setup = setup_text(o, base, data, steps, threads) + (o.notes.empty() ? "" : "\n\n" + o.notes);
   if (o.command.empty()) {

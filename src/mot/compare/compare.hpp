@@ -19,6 +19,7 @@ struct CompareOptions {
   int seeds = 2;                       // seeds 1..seeds
   int parallel = 2;                    // runs trained at once; cores are split between them
   bool fresh = false;                  // discard an earlier comparison in DIR
+  int64_t evalgen_scenes = 100;        // held-out scenes `mot evalgen` scores per run (0: none; built-in corpus only)
   std::string who = "compare";         // prefix of progress lines
   std::string title;                   // report title ("" = made from the variants)
   std::string notes;                   // markdown added after the generated set-up

@@ -188,6 +188,9 @@ std::string write_report(const ReportInput& in) {
          << ".\n";
     }
 
+  md << in.generation_answer;
+  if (!in.generation.empty()) md << "\n" << in.generation;
+
   md << "\n## Time per step\n\nMedian milliseconds per training step and total training seconds of each run.\n\n";
   cols = {"variant"};
   for (int seed : in.seeds) cols.push_back(cat("seed ", seed));

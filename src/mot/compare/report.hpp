@@ -40,6 +40,8 @@ struct ReportInput {
   std::vector<MetricSpec> metrics;   // present in every run
   std::string setup;                 // markdown describing models, data and schedule
   std::string commands;              // how to reproduce
+  std::string generation;            // the "## Generation" section (generation.hpp), or empty
+  std::string generation_answer;     // its one-line verdicts, added to the summary
 };
 
 const Run* find_run(const ReportInput& in, const std::string& variant, int seed);
