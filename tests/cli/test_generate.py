@@ -151,6 +151,25 @@ class Generate(unittest.TestCase):
                     self.assertTrue(t is not None and 0 < t <= 1, thr)
         self.assertNotIn("moe_thresholds", load_meta(self.models["mot"]))
 
+    def test_threshold_routing_against_expert_choice(self):
+        for arch in ("moe", "hybrid"):
+            m = self.models[arch]
+            r1 = run(["eval", "--model", m, "--input", self.data, "--json", "--max-rows", "16"])
+            r2 = run(["eval", "--model", m, "--input", self.data, "--json", "--max-rows", "16", "--routing", "threshold"])
+            self.assertEqual(r1.returncode, 0, r1.stderr)
+            self.assertEqual(r2.returncode, 0, r2.stderr)
+            a, b = json.loads(r1.stdout), json.loads(r2.stdout)
+            self.assertNotIn("routing", a)
+            g = b["routing"]
+            # Calibrated thresholds pick about as often as expert choice (k of n = 1/E per
+            # decision) and mostly the same positions; the loss moves little.
+            self.assertGreater(g["agreement"], 0.6, g)
+            self.assertAlmostEqual(g["choice_picks_per_decision"], 0.25, delta=0.02)
+            self.assertLess(abs(g["threshold_picks_per_decision"] - 0.25), 0.15, g)
+            self.assertLess(abs(b["loss"] - a["loss"]), 0.1 * a["loss"])
+        r = run(["eval", "--model", self.models["mot"], "--input", self.data, "--routing", "threshold"])
+        self.assertEqual(r.returncode, 2, r.stderr)
+
     def test_bad_input(self):
         m = self.models["mot"]
         wrong = self.w.p("wrong.png")

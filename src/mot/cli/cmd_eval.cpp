@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <filesystem>
 
 #include "mot/cli/commands.hpp"
@@ -22,7 +23,7 @@ std::unique_ptr<data::RowSource> open_eval_source(const std::string& path, const
 }
 
 void register_eval(CLI::App& app, Action& action) {
-  struct Opts { std::string model, input; bool json = false; int64_t batch = 8, seq_len = 256, max_rows = 0, threads = 0; std::string dtype = "fp32"; };
+  struct Opts { std::string model, input; bool json = false; int64_t batch = 8, seq_len = 256, max_rows = 0, threads = 0; std::string dtype = "fp32", routing = "choice"; };
   auto o = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("eval", "Loss and per-modality loss of a model on data");
   sub->add_option("--model", o->model, "model .safetensors")->required();
@@ -35,6 +36,10 @@ void register_eval(CLI::App& app, Action& action) {
   sub->add_option("--max-rows", o->max_rows, "evaluate at most this many rows (0: all)")->check(non_negative_int());
   sub->add_option("--threads", o->threads, "threads (0: all cores)")->check(int_range(0, 4096));
   sub->add_option("--dtype", o->dtype, "GEMM compute precision")->check(CLI::IsMember({"fp32", "bf16"}));
+  sub->add_option("--routing", o->routing,
+                  "MoE routing: choice (expert choice, as trained) or threshold (the calibrated per-expert "
+                  "thresholds generation uses; also reports how often the two agree)")
+      ->check(CLI::IsMember({"choice", "threshold"}));
   sub->callback([o, seq_opt, &action] {
     const bool seq_given = seq_opt->count() > 0;
     action = [o, seq_given] {
@@ -51,15 +56,33 @@ void register_eval(CLI::App& app, Action& action) {
       const int64_t batch = std::min(o->batch, rows);
       Model model(c, batch, src->row_len(), false, parse_precision(o->dtype, "--dtype"));
       load_model_weights(o->model, model);
+      const bool threshold = o->routing == "threshold";
+      if (threshold) {
+        if (!c.has_moe()) fail("--routing threshold: ", o->model, " has no mixture-of-experts layer");
+        model.use_threshold_routing(true);
+        model.measure_routing_agreement(true);
+      }
       TokenBatch scratch;
       const LossSums s = evaluate(model, *src, batch, o->max_rows, scratch);
       if (s.targets == 0)
         fail("no targets to evaluate in ", o->input, o->max_rows > 0 ? (rows == 1 ? std::string(" (its first row)") : cat(" (its first ", rows, " rows)")) : "",
              ": every row evaluated has fewer than 2 tokens");
-      const auto j = loss_json(c, s);
+      auto j = loss_json(c, s);
+      if (threshold) {
+        const Model::RoutingAgreement& a = model.routing_agreement();
+        const double d = static_cast<double>(std::max<int64_t>(a.decisions, 1));
+        j["routing"] = {{"mode", "threshold"}, {"agreement", a.agree / d}, {"decisions", a.decisions},
+                        {"choice_picks_per_decision", a.choice_picks / d},
+                        {"threshold_picks_per_decision", a.threshold_picks / d}};
+      }
       if (o->json) {
         std::printf("%s\n", j.dump().c_str());
       } else {
+        if (threshold)
+          std::printf("threshold routing agrees with expert choice on %.2f%% of %lld (position, expert) decisions; "
+                      "expert choice picks %.3f, the thresholds %.3f per decision\n",
+                      100.0 * j["routing"]["agreement"].get<double>(), static_cast<long long>(j["routing"]["decisions"].get<int64_t>()),
+                      j["routing"]["choice_picks_per_decision"].get<double>(), j["routing"]["threshold_picks_per_decision"].get<double>());
         std::printf("loss %.6f over %lld targets\n", j["loss"].get<double>(), static_cast<long long>(s.targets));
         for (int m = 0; m < c.n_modalities(); ++m)
           if (s.targets_by_mod[m] > 0)

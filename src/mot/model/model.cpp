@@ -243,6 +243,11 @@ void Model::use_threshold_routing(bool on) {
   threshold_routing_ = on;
 }
 
+void Model::measure_routing_agreement(bool on) {
+  measure_agreement_ = on;
+  agreement_ = RoutingAgreement{};
+}
+
 void Model::begin_moe_calibration() {
   calibration_ = std::make_unique<Calibration>();
   calibration_->sum.assign(static_cast<size_t>(moe_threshold_count()), 0.0);

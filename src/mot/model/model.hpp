@@ -155,6 +155,14 @@ class Model {
   void set_moe_thresholds(std::vector<float> thresholds);
   const std::vector<float>& moe_thresholds() const { return moe_thresholds_; }
   void use_threshold_routing(bool on);
+  // Under threshold routing, how its decisions compare with expert choice on the same
+  // rows (expert choice is computed too while this is on): over every (position,
+  // expert) of the MoE groups, how many decisions agree and how many picks each makes.
+  struct RoutingAgreement {
+    int64_t decisions = 0, agree = 0, choice_picks = 0, threshold_picks = 0;
+  };
+  void measure_routing_agreement(bool on);
+  const RoutingAgreement& routing_agreement() const { return agreement_; }
   // Calibration: while on, expert-choice forwards record, per (layer, copy, expert),
   // the score of the last position each expert picked in each pool; off returns their
   // means (the thresholds). An entry no pool reached is +inf (the expert takes nothing).
@@ -223,6 +231,8 @@ class Model {
   StepTimes times_;
   std::vector<float> moe_thresholds_;
   bool threshold_routing_ = false;
+  bool measure_agreement_ = false;
+  RoutingAgreement agreement_;
   struct Calibration {
     std::vector<double> sum;
     std::vector<int64_t> count;

@@ -77,6 +77,21 @@ void Model::moe_threshold_forward(int l, const MoeGroup& g, ConstMat in, Mat out
   const int64_t E = cfg_.n_experts;
   const float* thr = moe_thresholds_.data() + threshold_index(l, g.copy);
   int32_t* pick = a.moe_pick + g.begin;
+  if (measure_agreement_) {  // expert choice on the same rows, for comparison only
+    be_->expert_choice(choice_of(g, rt_, E), a.moe_prob, pick, a.moe_slot);
+    const int64_t n = g.end - g.begin;
+    std::vector<float> prob(static_cast<size_t>(n * E));
+    std::vector<int32_t> slot(static_cast<size_t>(n * E));
+    be_->download(a.moe_prob.row(g.begin), prob.data(), sizeof(float) * prob.size());
+    be_->download(a.moe_slot + g.begin * E, slot.data(), sizeof(int32_t) * slot.size());
+    for (int64_t i = 0; i < n * E; ++i) {
+      const bool chosen = slot[i] >= 0, over = prob[i] >= thr[i % E];
+      agreement_.decisions++;
+      agreement_.agree += chosen == over;
+      agreement_.choice_picks += chosen;
+      agreement_.threshold_picks += over;
+    }
+  }
   const Mat X = ws_.moe_x.slice(g.begin, g.end), Y = ws_.moe_y.slice(g.begin, g.end);
   const Mat ac = a.ac.slice(g.begin, g.end), gl = ws_.swiglu.slice(g.begin, g.end);
   for (int64_t e = 0; e < E; ++e) {
