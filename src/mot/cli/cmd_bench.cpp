@@ -1,3 +1,4 @@
+#include "mot/bench/generate_bench.hpp"
 #include "mot/bench/step_bench.hpp"
 #include "mot/cli/commands.hpp"
 
@@ -6,6 +7,8 @@ namespace mot::cli {
 void register_bench(CLI::App& app, Action& action) {
   auto o = std::make_shared<bench::BenchOptions>();
   auto json = std::make_shared<bool>(false);
+  auto gen = std::make_shared<bench::GenerateBenchOptions>();
+  auto generate = std::make_shared<bool>(false);
   auto* sub = app.add_subcommand("bench", "Training-step throughput on generated tokens (median of measured steps)");
   sub->add_option("--arch", o->arch, "dense or mot");
   sub->add_option("--modalities", o->modalities, "1, 2 or 3 (span layout per sequence)")->check(int_range(1, 3));
@@ -23,8 +26,41 @@ void register_bench(CLI::App& app, Action& action) {
   sub->add_option("--threads", o->threads, "threads (0: all cores)")->check(int_range(0, 4096));
   sub->add_flag("--profile", o->profile, "time each kernel class (GEMMs by kind, attention, norms, ...) per step");
   sub->add_flag("--json", *json, "print one JSON object");
-  sub->callback([o, json, &action] {
-    action = [o, json] {
+  sub->add_flag("--generate", *generate,
+                "generation instead of training: prefill and decode tokens/s with the KV cache (greedy)");
+  sub->add_option("--prompt", gen->prompt, "--generate: prompt positions per row")->check(positive_int());
+  sub->add_option("--new-tokens", gen->new_tokens, "--generate: tokens generated per row")->check(int_range(2, 1 << 20));
+  sub->add_option("--gen-batch", gen->batches, "--generate: batch sizes (rows decoded at once), e.g. 1,16")
+      ->delimiter(',')
+      ->check(positive_int());
+  sub->callback([o, json, gen, generate, &action] {
+    action = [o, json, gen, generate] {
+      if (*generate) {
+        gen->arch = o->arch;
+        gen->modalities = o->modalities;
+        gen->dtype = o->dtype;
+        gen->vocab = o->vocab;
+        gen->dim = o->dim;
+        gen->layers = o->layers;
+        gen->heads = o->heads;
+        gen->ffn_hidden = o->ffn_hidden;
+        gen->threads = o->threads;
+        const auto j = bench::run_generate_bench(*gen);
+        if (*json) {
+          std::printf("%s\n", j.dump().c_str());
+          return 0;
+        }
+        std::printf("%s, %d modalities, %s: %lld params, prompt %lld + %lld new tokens, %d threads, BLAS %s\n",
+                    o->arch.c_str(), o->modalities, o->dtype.c_str(), (long long)j["params"].get<int64_t>(),
+                    (long long)gen->prompt, (long long)gen->new_tokens, j["threads"].get<int>(),
+                    j["blas"].get<std::string>().c_str());
+        for (const auto& r : j["results"])
+          std::printf("batch %3lld: prefill %8.0f tokens/s (%.1f ms) | decode %8.1f tokens/s (%.2f ms per step)\n",
+                      (long long)r["batch"].get<int64_t>(), r["prefill_tokens_per_s"].get<double>(),
+                      1e3 * r["prefill_s"].get<double>(), r["decode_tokens_per_s"].get<double>(),
+                      1e3 * r["decode_s"].get<double>() / (gen->new_tokens - 1));
+        return 0;
+      }
       const auto j = bench::run_step_bench(*o);
       if (*json) {
         std::printf("%s\n", j.dump().c_str());

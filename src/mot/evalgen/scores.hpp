@@ -15,6 +15,7 @@
 //     slots / slots, pooled), parse_rate, and CIDEr-D against the scene's references.
 #pragma once
 #include <cstdint>
+#include <istream>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,7 @@ struct HeldOutScene {
 // DIR/val-scenes.jsonl (written by `mot data synth`). mot::Error naming the file when it
 // is missing (a corpus made before evalgen existed, or by `mot data prepare`) or malformed.
 std::vector<HeldOutScene> read_val_scenes(const std::string& dir);
+std::vector<HeldOutScene> parse_val_scenes(std::istream& in, const std::string& path);  // val_scenes.cpp
 
 struct ImageScores {
   int64_t n = 0;
