@@ -113,6 +113,29 @@ class Generate(unittest.TestCase):
                             self.assertTrue(os.path.getsize(os.path.join(out, f)) > 0 or f.endswith(".txt"))
                     self.assertTrue(any(f.endswith(".png") for f in cached[0]["files"]))
 
+    def test_audio_prompt_is_transcribed(self):
+        wavs = self.w.p("wavs")
+        r = run(["data", "show", self.data, "--split", "val-asr", "--doc", "0", "--wav", wavs])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        wav = os.path.join(wavs, sorted(os.listdir(wavs))[0])
+        out = self.w.p("asr")
+        r = run(["generate", "--model", self.models["mot"], "--prompt-audio", wav, "--temperature", "0",
+                 "--max-tokens", "40", "--out", out])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        g = gens(out)[0]
+        self.assertEqual(g["target"], "text")
+        self.assertEqual(g["prompt"], wav)
+        self.check_grammar(g)
+        # The prompt is the audio's units between the speech markers: tts output back in.
+        out2 = self.w.p("tts")
+        r = run(["generate", "--model", self.models["mot"], "--prompt", "a red circle.", "--modality", "speech",
+                 "--max-tokens", "60", "--seed", "1", "--out", out2])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        g = gens(out2)[0]
+        self.check_grammar(g)
+        if len(g["tokens"]) > 2:
+            self.assertTrue(any(f.endswith(".wav") for f in g["files"]), g)
+
     def test_seeded_and_greedy_draws(self):
         a, _ = self.generate("mot", "seed-a", ["--temperature", "1", "--seed", "9"])
         b, _ = self.generate("mot", "seed-b", ["--temperature", "1", "--seed", "9"])

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "mot/core/error.hpp"
@@ -119,6 +120,76 @@ void check_steps(const ModelConfig& c) {
 TEST(StepForward, DenseMatchesFullRow) { check_steps(make("dense", false, "pre")); }
 TEST(StepForward, MotMatchesFullRow) { check_steps(make("mot", true, "pre")); }
 TEST(StepForward, MotPostNormMatchesFullRow) { check_steps(make("mot", true, "post")); }
+
+// Generation's exactness: batch-invariant models (Model::set_batch_invariant) give the
+// same logits, bit for bit, whether a row's last position runs alone against the KV
+// cache or inside its whole prefix, and whatever the other rows are.
+void check_bit_identical(const ModelConfig& c, mot::Precision prec) {
+  const int64_t rows = static_cast<int64_t>(kRows.size()), len = static_cast<int64_t>(kRows[0].size());
+  mot::Model full(c, rows, len, false, prec);
+  mot::init_params(c, full.table(), full.params(), 11);
+  mot::Model step(c, rows, len, false, prec);
+  std::copy(full.params(), full.params() + full.table().total, step.params());
+  if (c.has_moe()) {
+    std::vector<float> thr(static_cast<size_t>(full.moe_threshold_count()), 0.26f);
+    full.set_moe_thresholds(thr);
+    step.set_moe_thresholds(thr);
+    full.use_threshold_routing(true);
+    step.use_threshold_routing(true);
+  }
+  full.set_batch_invariant(true);
+  step.set_batch_invariant(true);
+  const int64_t capacity = len - 1, H = c.n_heads, hd = c.head_dim(), V = c.vocab_size;
+  std::vector<std::vector<float>> storage(2 * c.n_layers, std::vector<float>(rows * H * capacity * hd, 0.0f));
+  mot::KvCache cache;
+  cache.rows = rows;
+  cache.capacity = capacity;
+  for (int l = 0; l < c.n_layers; ++l) {
+    cache.k.push_back(storage[2 * l].data());
+    cache.v.push_back(storage[2 * l + 1].data());
+  }
+  step.attach_kv_cache(&cache);
+  std::vector<float> a(rows * V), b(rows * V), one(V);
+  mot::Batch bs, bf;
+  int64_t p0 = 0;
+  for (int64_t k = 0; p0 < capacity; ++k) {
+    const int64_t p1 = std::min(capacity, k == 0 ? 5 : p0 + 1);
+    step_batch(c, p0, p1, bs);
+    step.last_logits(bs, a.data());
+    step_batch(c, 0, p1, bf);  // the whole prefix, no cache
+    full.last_logits(bf, b.data());
+    ASSERT_EQ(0, std::memcmp(a.data(), b.data(), sizeof(float) * a.size())) << "positions up to " << p1;
+    p0 = p1;
+  }
+  // A row alone gives the logits it gets in the batch.
+  mot::Model alone(c, 1, len, false, prec);
+  std::copy(full.params(), full.params() + full.table().total, alone.params());
+  if (c.has_moe()) {
+    alone.set_moe_thresholds(full.moe_thresholds());
+    alone.use_threshold_routing(true);
+  }
+  alone.set_batch_invariant(true);
+  step_batch(c, 0, capacity, bf);
+  full.last_logits(bf, b.data());
+  mot::Batch b1 = bf;
+  b1.rows = 1;
+  b1.row_len.resize(1);
+  b1.past.resize(1);
+  for (auto* v : {&b1.modality, &b1.token, &b1.target, &b1.target_modality, &b1.pos, &b1.kv_lo, &b1.kv_hi})
+    v->resize(static_cast<size_t>(b1.len));
+  alone.last_logits(b1, one.data());
+  EXPECT_EQ(0, std::memcmp(one.data(), b.data(), sizeof(float) * V));
+}
+
+TEST(StepForward, BatchInvariantDecodingIsBitIdentical) {
+  check_bit_identical(make("dense", false, "pre"), mot::Precision::fp32);
+  check_bit_identical(make("mot", true, "pre"), mot::Precision::fp32);
+  check_bit_identical(make("mot", true, "post"), mot::Precision::bf16);
+  ModelConfig moe = make("moe", false, "pre");
+  moe.n_experts = 4;
+  check_bit_identical(moe, mot::Precision::fp32);
+  check_bit_identical(moe, mot::Precision::bf16);
+}
 
 TEST(StepForward, RefusesBadCacheUse) {
   const ModelConfig c = make("mot", false, "pre");

@@ -114,6 +114,9 @@ struct BackendScratch {
   float* bf16_a = nullptr, *bf16_b = nullptr;
   int64_t bf16_floats = 0;
   const float* rounded_weights_begin = nullptr, *rounded_weights_end = nullptr;
+  // bf16 inference: the weights as bf16 bit patterns (round_weights fills them), what
+  // batch-invariant linear layers read (half the memory traffic of fp32).
+  uint16_t* packed_bf16 = nullptr;
 };
 
 class Backend {
@@ -143,6 +146,11 @@ class Backend {
   virtual void linear_backward_weight(ConstMat dy, ConstMat x, float* dW) = 0;         // dW += dyᵀ·x
   // bf16: rounds the weights the linear layers read, once per step.
   virtual void round_weights(const float* params, float* rounded, int64_t n) = 0;
+  // Generation: linear_forward computes every output row from its own input row alone,
+  // in one fixed order (no dependence on how many rows are in the batch), so the KV-cache
+  // decoder and the whole-prefix recompute give bit-identical logits.
+  virtual void set_batch_invariant(bool on) { batch_invariant_ = on; }
+  bool batch_invariant() const { return batch_invariant_; }
 
   // ---- token embedding (tied table [V, d])
   virtual void embed_forward(const int32_t* ids, const float* table, Mat x) = 0;
@@ -225,6 +233,7 @@ class Backend {
  protected:
   Precision precision_;
   Arena arena_;
+  bool batch_invariant_ = false;
 };
 
 enum class Device { cpu };

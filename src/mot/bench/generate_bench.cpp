@@ -72,6 +72,7 @@ nlohmann::json run_generate_bench(const GenerateBenchOptions& o) {
     ensure_model_fits(c, B, cap + 1, false, prec);
     Model model(c, B, cap + 1, false, prec);
     init_params(c, model.table(), model.params(), 1);
+    model.set_batch_invariant(true);  // as mot generate decodes
     params = static_cast<int64_t>(model.table().total);
     std::vector<std::vector<float>> kv(2 * c.n_layers, std::vector<float>(static_cast<size_t>(B * H * cap * hd)));
     KvCache cache;

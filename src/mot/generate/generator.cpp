@@ -119,6 +119,7 @@ std::vector<Generation> generate(const ModelConfig& cfg, const float* params, co
 
   Model model(cfg, R, capacity + 1, false, opt.precision);
   std::memcpy(model.params(), params, sizeof(float) * model.table().total);
+  model.set_batch_invariant(true);  // cached and uncached decoding: the same logits, bit for bit
   if (cfg.has_moe()) {
     model.set_moe_thresholds(moe_thresholds);
     model.use_threshold_routing(true);

@@ -15,7 +15,9 @@
 // at image codes.
 //
 // MoE models route by their calibrated thresholds (model.hpp): expert choice would
-// rank a position against ones not generated yet.
+// rank a position against ones not generated yet. The model runs batch-invariant
+// (Model::set_batch_invariant): every row's logits are computed from that row alone in
+// a fixed order, so the cached and uncached decoders agree bit for bit.
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -97,6 +97,7 @@ MemoryNeed model_memory(const ModelConfig& c, int64_t rows, int64_t len, bool tr
     const Checked scratch =
         Checked::max(N * Checked::max(Checked::max(Checked(2) * F, Checked(3) * d), E), chunk * V);
     s.add(s.activations, scratch, 4, 2);
+    if (!training) s.add(s.weights, P, 2);
   }
   if (training) s.add(s.optimizer, P, 4, 3);
   // One layer's activations (LayerActs), as a block of aligned buffers.

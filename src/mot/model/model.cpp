@@ -72,6 +72,7 @@ void Model::carve(Arena& a) {
     scratch_.bf16_floats = std::max(N * std::max({2 * F, 3 * d, cfg_.n_experts}), chunk_ * cfg_.vocab_size);
     scratch_.bf16_a = a.alloc<float>(scratch_.bf16_floats);
     scratch_.bf16_b = a.alloc<float>(scratch_.bf16_floats);
+    if (!training_) scratch_.packed_bf16 = a.alloc<uint16_t>(P);  // batch-invariant (generation) layers read these
   }
   if (training_) {
     grads_ = a.alloc<float>(P);
@@ -188,7 +189,12 @@ void Model::run(const Batch& batch, bool backward, float grad_scale, LossSums& o
 
 void Model::forward(const Batch& batch) {
   build_routing(cfg_, batch, rt_, cache_ ? cache_->capacity : 0, max_len_);
-  if (wmat_ != params_) be_->round_weights(params_, wmat_, static_cast<int64_t>(table_.total));
+  // A training step changes the weights, so they are rounded before every forward; an
+  // inference model's weights are rounded once (params_changed() asks again).
+  if (wmat_ != params_ && (training_ || !weights_rounded_)) {
+    be_->round_weights(params_, wmat_, static_cast<int64_t>(table_.total));
+    weights_rounded_ = !training_;
+  }
   inputs_forward(batch);
   for (int l = 0; l < cfg_.n_layers; ++l) forward_layer(l);
 }

@@ -119,6 +119,13 @@ class Model {
   const ModelConfig& config() const { return cfg_; }
   const ParamTable& table() const { return table_; }
   float* params() { return params_; }
+  // An inference model rounds its weights for bf16 once, at its first forward: call
+  // this after writing params() again.
+  void params_changed() { weights_rounded_ = false; }
+  // Generation: every output row of every layer computed from its own row alone, in a
+  // fixed order (Backend::set_batch_invariant), so cached and uncached decoding agree
+  // bit for bit and a sequence's tokens do not depend on its batch.
+  void set_batch_invariant(bool on) { be_->set_batch_invariant(on); }
   float* grads() { return grads_; }
   float* adam_m() { return adam_m_; }
   float* adam_v() { return adam_v_; }
@@ -231,6 +238,7 @@ class Model {
   StepTimes times_;
   std::vector<float> moe_thresholds_;
   bool threshold_routing_ = false;
+  bool weights_rounded_ = false;
   bool measure_agreement_ = false;
   RoutingAgreement agreement_;
   struct Calibration {

@@ -7,6 +7,8 @@
 #include "mot/backend/cpu/attention.hpp"
 #include "mot/backend/cpu/bf16.hpp"
 #include "mot/backend/cpu/kernels.hpp"
+#include "mot/backend/cpu/rowexact.hpp"
+#include "mot/core/error.hpp"
 #include "mot/core/profile.hpp"
 
 namespace mot::cpu {
@@ -26,7 +28,16 @@ void CpuBackend::bind_scratch(const BackendScratch& s) {
 // ---- linear layers
 
 void CpuBackend::linear_forward(ConstMat x, const float* W, Mat y) {
-  mm_.nt(x.rows, y.cols, x.cols, x.data, x.ld, W, x.cols, y.data, y.ld, 0.0f);
+  if (!batch_invariant_) return mm_.nt(x.rows, y.cols, x.cols, x.data, x.ld, W, x.cols, y.data, y.ld, 0.0f);
+  if (precision_ == Precision::fp32) return linear_rowexact(x.rows, y.cols, x.cols, x.data, x.ld, W, y.data, y.ld);
+  // bf16: the packed weights and the input rounded to bf16 (the numerics of mm_'s bf16
+  // GEMM, in the batch-invariant order).
+  if (!scratch_.packed_bf16 || W < scratch_.rounded_weights_begin || W >= scratch_.rounded_weights_end)
+    fail("internal: a bf16 batch-invariant linear layer needs packed weights");
+  if (x.rows * x.cols > scratch_.bf16_floats) fail("internal: bf16 operand exceeds the scratch");
+  round_bf16_rows(x.data, x.ld, x.rows, x.cols, scratch_.bf16_a);
+  linear_rowexact(x.rows, y.cols, x.cols, scratch_.bf16_a, x.cols,
+                  scratch_.packed_bf16 + (W - scratch_.rounded_weights_begin), y.data, y.ld);
 }
 
 void CpuBackend::linear_backward_input(ConstMat dy, const float* W, Mat dx, bool accumulate) {
@@ -40,6 +51,10 @@ void CpuBackend::linear_backward_weight(ConstMat dy, ConstMat x, float* dW) {
 void CpuBackend::round_weights(const float* params, float* rounded, int64_t n) {
   prof::Scope scope(prof::RoundBf16);
   round_bf16_copy(params, rounded, n);
+  if (uint16_t* packed = scratch_.packed_bf16) {
+#pragma omp parallel for simd schedule(static) if (n > 32768)
+    for (int64_t i = 0; i < n; ++i) packed[i] = to_bf16_bits(params[i]);
+  }
 }
 
 // ---- embedding
