@@ -164,7 +164,7 @@ class SpeechCorpus(unittest.TestCase):
         self.assertNotIn("bos_speech_id", vocab)
         self.assertEqual(sorted(os.listdir(plain)), ["summary.json", "text.model", "train-000.shard",
                                                      "val-cap.shard", "val-gen.shard", "val-qa.shard",
-                                                     "vocab.json", "vq.safetensors"])
+                                                     "val-scenes.jsonl", "vocab.json", "vq.safetensors"])
 
     def test_bad_speech_options(self):
         for args, needle in ((["--speech-units", "1"], "speech-units"),
