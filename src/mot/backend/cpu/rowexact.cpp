@@ -17,7 +17,7 @@ namespace mot::cpu {
 
 namespace {
 
-constexpr int kRows = 4, kCols = 4;  // outputs per register block
+constexpr int kRows = 6, kCols = 4;  // outputs per register block
 
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 // 16 lanes: one zmm per (row, column) accumulator; masked loads for the tail of k.
@@ -121,11 +121,54 @@ inline void block1(int64_t K, const float* x0, const W* const* wr, float* out) {
   out[0] = reduce(a0), out[1] = reduce(a1), out[2] = reduce(a2), out[3] = reduce(a3);
 }
 
-// R rows (1..4) x kCols outputs; every output summed in the same order either way.
+// Six rows: 24 accumulators + 4 weight vectors + 1 input vector fit AVX-512's 32
+// registers; each weight vector loaded serves six rows (prefill is compute-bound).
+template <class W>
+inline void block6(int64_t K, const float* const* xr, const W* const* wr, float (*out)[kCols]) {
+#if defined(__AVX512F__)
+  const float *x0 = xr[0], *x1 = xr[1], *x2 = xr[2], *x3 = xr[3], *x4 = xr[4], *x5 = xr[5];
+  const W *w0 = wr[0], *w1 = wr[1], *w2 = wr[2], *w3 = wr[3];
+  Vec a00 = zero(), a01 = zero(), a02 = zero(), a03 = zero(), a10 = zero(), a11 = zero(), a12 = zero(),
+      a13 = zero(), a20 = zero(), a21 = zero(), a22 = zero(), a23 = zero(), a30 = zero(), a31 = zero(),
+      a32 = zero(), a33 = zero(), a40 = zero(), a41 = zero(), a42 = zero(), a43 = zero(), a50 = zero(),
+      a51 = zero(), a52 = zero(), a53 = zero();
+  auto step = [&](int64_t k, auto m) __attribute__((always_inline)) {
+    const Vec v0 = load_w(w0 + k, m), v1 = load_w(w1 + k, m), v2 = load_w(w2 + k, m), v3 = load_w(w3 + k, m);
+    Vec x = load_x(x0 + k, m);
+    a00 = fma(x, v0, a00), a01 = fma(x, v1, a01), a02 = fma(x, v2, a02), a03 = fma(x, v3, a03);
+    x = load_x(x1 + k, m);
+    a10 = fma(x, v0, a10), a11 = fma(x, v1, a11), a12 = fma(x, v2, a12), a13 = fma(x, v3, a13);
+    x = load_x(x2 + k, m);
+    a20 = fma(x, v0, a20), a21 = fma(x, v1, a21), a22 = fma(x, v2, a22), a23 = fma(x, v3, a23);
+    x = load_x(x3 + k, m);
+    a30 = fma(x, v0, a30), a31 = fma(x, v1, a31), a32 = fma(x, v2, a32), a33 = fma(x, v3, a33);
+    x = load_x(x4 + k, m);
+    a40 = fma(x, v0, a40), a41 = fma(x, v1, a41), a42 = fma(x, v2, a42), a43 = fma(x, v3, a43);
+    x = load_x(x5 + k, m);
+    a50 = fma(x, v0, a50), a51 = fma(x, v1, a51), a52 = fma(x, v2, a52), a53 = fma(x, v3, a53);
+  };
+  const int64_t full = K / kLanes * kLanes;
+  for (int64_t k = 0; k < full; k += kLanes) step(k, tail_mask(kLanes));
+  if (full < K) step(full, tail_mask(K - full));
+  const Vec all[6][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23},
+                         {a30, a31, a32, a33}, {a40, a41, a42, a43}, {a50, a51, a52, a53}};
+  for (int r = 0; r < 6; ++r)
+    for (int c = 0; c < kCols; ++c) out[r][c] = reduce(all[r][c]);
+#else  // 16 vector registers: two blocks of three rows would spill; rows 0-3 then 4-5
+  block4(K, xr, wr, out);
+  block1(K, xr[4], wr, out[4]);
+  block1(K, xr[5], wr, out[5]);
+#endif
+}
+
+// R rows (1..6) x kCols outputs; every output summed in the same order either way.
 template <class W, int R>
 inline void block(int64_t K, const float* const* xr, const W* const* wr, float (*out)[kCols]) {
-  if constexpr (R == 4) {
+  if constexpr (R == 6) {
+    block6(K, xr, wr, out);
+  } else if constexpr (R >= 4) {
     block4(K, xr, wr, out);
+    for (int r = 4; r < R; ++r) block1(K, xr[r], wr, out[r]);
   } else {
     for (int r = 0; r < R; ++r) block1(K, xr[r], wr, out[r]);
   }
@@ -162,7 +205,9 @@ void run(int64_t M, int64_t N, int64_t K, const float* x, int64_t ldx, const W* 
         const W* wr[kCols];
         for (int c = 0; c < kCols; ++c) wr[c] = w + std::min<int64_t>(n0 + c, N - 1) * K;  // past N: a repeat, dropped
         float out[kRows][kCols];
-        if (left >= 4) block<W, 4>(K, xr, wr, out);
+        if (left >= 6) block<W, 6>(K, xr, wr, out);
+        else if (left == 5) block<W, 5>(K, xr, wr, out);
+        else if (left == 4) block<W, 4>(K, xr, wr, out);
         else if (left == 3) block<W, 3>(K, xr, wr, out);
         else if (left == 2) block<W, 2>(K, xr, wr, out);
         else block<W, 1>(K, xr, wr, out);
