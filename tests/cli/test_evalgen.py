@@ -47,8 +47,8 @@ class Evalgen(unittest.TestCase):
         self.assertEqual(j["image.parse_rate"], 1.0)
         self.assertGreaterEqual(j["image.count_acc"], 0.95)
         self.assertGreaterEqual(j["image.colour_acc"], 0.95)
-        self.assertGreaterEqual(j["image.shape_acc"], 0.8)
-        self.assertGreaterEqual(j["image.exact"], 0.6)
+        self.assertGreaterEqual(j["image.shape_acc"], 0.7)  # measured 0.85 (AMD EPYC)
+        self.assertGreaterEqual(j["image.exact"], 0.45)  # measured 0.68
         print("truth ceiling: " + json.dumps({k: round(j[k], 3) for k in KEYS}), file=sys.stderr)
 
     def test_shuffled_and_random_are_near_chance(self):
