@@ -22,6 +22,23 @@ def bench(*args):
 
 
 class Bench(unittest.TestCase):
+    def test_generate_reports_prefill_and_decode(self):
+        for arch in ("dense", "mot"):
+            for dtype in ("fp32", "bf16"):
+                with self.subTest(arch=arch, dtype=dtype):
+                    r = run(["bench", "--generate", "--arch", arch, "--dtype", dtype, "--vocab", "96", "--dim", "32",
+                             "--layers", "2", "--heads", "4", "--ffn-hidden", "48", "--prompt", "12",
+                             "--new-tokens", "5", "--gen-batch", "1,3", "--json"])
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    j = json.loads(r.stdout)
+                    self.assertEqual([x["batch"] for x in j["results"]], [1, 3])
+                    for x in j["results"]:
+                        # tokens/s = rows x positions / seconds: prefill the prompt, decode 4 steps
+                        self.assertAlmostEqual(x["prefill_tokens_per_s"], x["batch"] * 12 / x["prefill_s"], delta=1e-6 * x["prefill_tokens_per_s"])
+                        self.assertAlmostEqual(x["decode_tokens_per_s"], x["batch"] * 4 / x["decode_s"], delta=1e-6 * x["decode_tokens_per_s"])
+        r = run(["bench", "--generate", "--new-tokens", "1"])
+        self.assertEqual(r.returncode, 2, r.stderr)
+
     def test_every_arch_dtype_and_modality_count(self):
         for arch in ("dense", "mot"):
             for dtype in ("fp32", "bf16"):

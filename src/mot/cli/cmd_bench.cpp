@@ -9,7 +9,7 @@ void register_bench(CLI::App& app, Action& action) {
   auto json = std::make_shared<bool>(false);
   auto gen = std::make_shared<bench::GenerateBenchOptions>();
   auto generate = std::make_shared<bool>(false);
-  auto* sub = app.add_subcommand("bench", "Training-step throughput on generated tokens (median of measured steps)");
+  auto* sub = app.add_subcommand("bench", "Throughput on generated tokens: training steps, or with --generate prefill and decode (medians)");
   sub->add_option("--arch", o->arch, "dense or mot");
   sub->add_option("--modalities", o->modalities, "1, 2 or 3 (span layout per sequence)")->check(int_range(1, 3));
   sub->add_option("--dtype", o->dtype, "fp32 or bf16");
