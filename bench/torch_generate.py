@@ -14,22 +14,7 @@ import time
 
 import torch
 
-
-def rms_norm(x, w, eps=1e-5):
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
-
-
-def rope_tables(T, hd, theta=10000.0):
-    i = torch.arange(hd // 2, dtype=torch.float64)
-    freq = theta ** (-2.0 * i / hd)
-    ang = torch.arange(T, dtype=torch.float64)[:, None] * freq[None, :]
-    return torch.cos(ang).float(), torch.sin(ang).float()
-
-
-def rope(x, cos, sin):  # x [B, H, T, hd], rotate-half
-    h = x.shape[-1] // 2
-    a, b = x[..., :h], x[..., h:]
-    return torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1)
+from torch_step import rms_norm, rope, rope_tables  # the same math as the training peer
 
 
 class Decoder:

@@ -75,6 +75,21 @@ void step_batch(const ModelConfig& c, int64_t p0, int64_t p1, mot::Batch& b) {
   }
 }
 
+// Host storage for a KV cache of `rows` x `capacity` keys per layer.
+struct KvStorage {
+  std::vector<std::vector<float>> data;
+  mot::KvCache cache;
+  KvStorage(const ModelConfig& c, int64_t rows, int64_t capacity)
+      : data(2 * c.n_layers, std::vector<float>(rows * c.n_heads * capacity * c.head_dim(), 0.0f)) {
+    cache.rows = rows;
+    cache.capacity = capacity;
+    for (int l = 0; l < c.n_layers; ++l) {
+      cache.k.push_back(data[2 * l].data());
+      cache.v.push_back(data[2 * l + 1].data());
+    }
+  }
+};
+
 void check_steps(const ModelConfig& c) {
   const int64_t rows = static_cast<int64_t>(kRows.size()), len = static_cast<int64_t>(kRows[0].size());
   mot::Model full(c, rows, len, false);
@@ -82,16 +97,9 @@ void check_steps(const ModelConfig& c) {
   mot::Model step(c, rows, len, false);
   std::copy(full.params(), full.params() + full.table().total, step.params());
 
-  const int64_t capacity = len - 1, H = c.n_heads, hd = c.head_dim();
-  std::vector<std::vector<float>> storage(2 * c.n_layers, std::vector<float>(rows * H * capacity * hd, 0.0f));
-  mot::KvCache cache;
-  cache.rows = rows;
-  cache.capacity = capacity;
-  for (int l = 0; l < c.n_layers; ++l) {
-    cache.k.push_back(storage[2 * l].data());
-    cache.v.push_back(storage[2 * l + 1].data());
-  }
-  step.attach_kv_cache(&cache);
+  const int64_t capacity = len - 1;
+  KvStorage kv(c, rows, capacity);
+  step.attach_kv_cache(&kv.cache);
 
   // A prompt of 7 positions in one pass, then 1, 2 or 3 new positions at a time.
   const int M = c.n_modalities();
@@ -139,16 +147,9 @@ void check_bit_identical(const ModelConfig& c, mot::Precision prec) {
   }
   full.set_batch_invariant(true);
   step.set_batch_invariant(true);
-  const int64_t capacity = len - 1, H = c.n_heads, hd = c.head_dim(), V = c.vocab_size;
-  std::vector<std::vector<float>> storage(2 * c.n_layers, std::vector<float>(rows * H * capacity * hd, 0.0f));
-  mot::KvCache cache;
-  cache.rows = rows;
-  cache.capacity = capacity;
-  for (int l = 0; l < c.n_layers; ++l) {
-    cache.k.push_back(storage[2 * l].data());
-    cache.v.push_back(storage[2 * l + 1].data());
-  }
-  step.attach_kv_cache(&cache);
+  const int64_t capacity = len - 1, V = c.vocab_size;
+  KvStorage kv(c, rows, capacity);
+  step.attach_kv_cache(&kv.cache);
   std::vector<float> a(rows * V), b(rows * V), one(V);
   mot::Batch bs, bf;
   int64_t p0 = 0;

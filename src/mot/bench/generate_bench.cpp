@@ -4,6 +4,8 @@
 #include <chrono>
 #include <vector>
 
+#include "mot/bench/step_bench.hpp"
+#include "mot/bench/timing.hpp"
 #include "mot/core/cpu_setup.hpp"
 #include "mot/core/error.hpp"
 #include "mot/core/rng.hpp"
@@ -13,14 +15,6 @@
 namespace mot::bench {
 
 namespace {
-
-using clock = std::chrono::steady_clock;
-double since(clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 // Row b's positions [p0, p1) of `seq` into `batch` (keys before p0 are cached).
 void fill(const ModelConfig& c, const std::vector<std::vector<int32_t>>& seq, int64_t p0, int64_t p1, Batch& batch) {
@@ -48,20 +42,8 @@ nlohmann::json run_generate_bench(const GenerateBenchOptions& o) {
   if (o.prompt < 1 || o.new_tokens < 1) fail("--prompt and --new-tokens must be positive");
   if (o.batches.empty()) fail("--gen-batch: give at least one batch size");
   set_threads(o.threads);
-  ModelConfig c;
-  c.arch = o.arch;
-  c.dim = o.dim;
-  c.n_layers = o.layers;
-  c.n_heads = o.heads;
-  c.ffn_hidden = o.ffn_hidden;
-  c.vocab_size = o.vocab;
-  c.max_seq_len = o.prompt + o.new_tokens;
-  const char* names[] = {"text", "image", "speech"};
-  const int64_t per = o.vocab / o.modalities;
-  for (int m = 0; m < o.modalities; ++m)
-    c.modalities.push_back({names[m], m * per, m + 1 == o.modalities ? o.vocab : (m + 1) * per});
-  if (o.arch == "mot") c.untie[0] = c.untie[1] = c.untie[2] = true;
-  c.validate("bench");
+  const ModelConfig c =
+      bench_model(o.arch, o.modalities, o.vocab, o.dim, o.layers, o.heads, o.ffn_hidden, o.prompt + o.new_tokens);
   const Precision prec = parse_precision(o.dtype, "--dtype");
   const int64_t cap = o.prompt + o.new_tokens, H = c.n_heads, hd = c.head_dim(), V = c.vocab_size;
 

@@ -10,6 +10,7 @@
 
 #include "mot/backend/cpu/gemm.hpp"
 #include "mot/backend/cpu/matmul.hpp"
+#include "mot/bench/timing.hpp"
 #include "mot/core/cpu_setup.hpp"
 #include "mot/core/error.hpp"
 #include "mot/core/profile.hpp"
@@ -21,14 +22,6 @@
 namespace mot::bench {
 
 namespace {
-
-using clock = std::chrono::steady_clock;
-double since(clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
-}
 
 // GFLOP/s of one large fp32 GEMM through the same path the model uses: the ceiling
 // the model's matmuls could reach on this machine right now.
@@ -60,6 +53,26 @@ Usage usage() {
 
 }  // namespace
 
+ModelConfig bench_model(const std::string& arch, int modalities, int64_t vocab, int64_t dim, int64_t layers,
+                        int64_t heads, int64_t ffn_hidden, int64_t max_seq_len, bool qk_norm) {
+  ModelConfig c;
+  c.arch = arch;
+  c.dim = dim;
+  c.n_layers = layers;
+  c.n_heads = heads;
+  c.ffn_hidden = ffn_hidden;
+  c.vocab_size = vocab;
+  c.max_seq_len = max_seq_len;
+  c.qk_norm = qk_norm;
+  const char* names[] = {"text", "image", "speech"};
+  const int64_t per = vocab / modalities;
+  for (int m = 0; m < modalities; ++m)
+    c.modalities.push_back({names[m], m * per, m + 1 == modalities ? vocab : (m + 1) * per});
+  if (arch == "mot") c.untie[0] = c.untie[1] = c.untie[2] = true;
+  c.validate("bench");
+  return c;
+}
+
 nlohmann::json run_step_bench(const BenchOptions& o) {
   if (o.arch != "dense" && o.arch != "mot") fail("--arch must be dense or mot (got '", o.arch, "')");
   if (o.modalities < 1 || o.modalities > 3) fail("--modalities must be 1, 2 or 3 (got ", o.modalities, ")");
@@ -72,21 +85,8 @@ nlohmann::json run_step_bench(const BenchOptions& o) {
   if (o.threads < 0 || o.threads > 4096) fail("--threads must be in [0, 4096] (got ", o.threads, ")");
   set_threads(o.threads);
 
-  ModelConfig c;
-  c.arch = o.arch;
-  c.dim = o.dim;
-  c.n_layers = o.layers;
-  c.n_heads = o.heads;
-  c.ffn_hidden = o.ffn_hidden;
-  c.vocab_size = o.vocab;
-  c.max_seq_len = o.seq;
-  c.qk_norm = o.qk_norm;
-  const char* names[] = {"text", "image", "speech"};
-  const int64_t per = o.vocab / o.modalities;
-  for (int m = 0; m < o.modalities; ++m)
-    c.modalities.push_back({names[m], m * per, m + 1 == o.modalities ? o.vocab : (m + 1) * per});
-  if (o.arch == "mot") c.untie[0] = c.untie[1] = c.untie[2] = true;
-  c.validate("bench");
+  const ModelConfig c = bench_model(o.arch, o.modalities, o.vocab, o.dim, o.layers, o.heads, o.ffn_hidden, o.seq,
+                                    o.qk_norm);
   // Before the token batch below: refuse an absurd size while nothing is allocated.
   ensure_model_fits(c, o.batch, o.seq + 1, true, parse_precision(o.dtype, "--dtype"));
 

@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "mot/model/config.hpp"
+
 namespace mot::bench {
 
 struct BenchOptions {
@@ -26,5 +28,10 @@ struct BenchOptions {
 // opt_s, gflops, flops_per_step, sgemm_gflops, fraction_of_sgemm, peak_rss_mib,
 // page_faults_per_step, blas, threads, params, ...
 nlohmann::json run_step_bench(const BenchOptions& o);
+
+// The benchmark model: `modalities` equal vocabulary ranges (text, image, speech), MoT
+// untying attention, FFN and norms. mot::Error if the config is invalid.
+ModelConfig bench_model(const std::string& arch, int modalities, int64_t vocab, int64_t dim, int64_t layers,
+                        int64_t heads, int64_t ffn_hidden, int64_t max_seq_len, bool qk_norm = false);
 
 }  // namespace mot::bench

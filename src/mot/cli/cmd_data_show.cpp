@@ -69,12 +69,7 @@ void write_images(const std::string& dir, int64_t doc, const std::vector<std::ve
       auto dot = path.rfind(".png");
       path = (dot == std::string::npos ? path : path.substr(0, dot)) + "-" + std::to_string(i + 1) + ".png";
     }
-    const data::Image img = vq.decode(images[i].data(), size, size);
-    data::Image big(size * scale, size * scale);
-    for (int y = 0; y < big.height; ++y)
-      for (int x = 0; x < big.width; ++x)
-        std::copy(img.at(x / scale, y / scale), img.at(x / scale, y / scale) + 3, big.at(x, y));
-    data::write_png(path, big);
+    data::write_png(path, data::upscale(vq.decode(images[i].data(), size, size), scale));
     std::printf("wrote %s\n", path.c_str());
   }
 }

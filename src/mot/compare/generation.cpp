@@ -80,32 +80,15 @@ std::string judge(const GenerationResults& g, const std::string& v, const std::s
   return cat("no clear difference (", nums, "; higher in ", higher, " of ", a.size(), " seeds)");
 }
 
-data::Image upscale(const data::Image& img, int k) {
-  data::Image big(img.width * k, img.height * k);
-  for (int y = 0; y < big.height; ++y)
-    for (int x = 0; x < big.width; ++x) std::copy(img.at(x / k, y / k), img.at(x / k, y / k) + 3, big.at(x, y));
-  return big;
-}
-
 // Rows of images (the corpus's, then each variant's), columns the first held-out scenes.
 void write_picture(const std::string& path, const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::vector<data::Image>> imgs;
   for (const auto& r : rows) {
     imgs.emplace_back();
-    for (const auto& p : r) imgs.back().push_back(upscale(data::read_png(p), 3));
+    for (const auto& p : r) imgs.back().push_back(data::read_png(p));
   }
   if (imgs.empty() || imgs[0].empty()) return;
-  const int s = imgs[0][0].width, pad = 4, cols = static_cast<int>(imgs[0].size());
-  data::Image grid(cols * (s + pad) + pad, static_cast<int>(imgs.size()) * (s + pad) + pad);
-  std::fill(grid.rgb.begin(), grid.rgb.end(), uint8_t{72});
-  for (size_t r = 0; r < imgs.size(); ++r)
-    for (size_t c = 0; c < imgs[r].size(); ++c) {
-      const int x0 = pad + static_cast<int>(c) * (s + pad), y0 = pad + static_cast<int>(r) * (s + pad);
-      for (int y = 0; y < s && y < imgs[r][c].height; ++y)
-        for (int x = 0; x < s && x < imgs[r][c].width; ++x)
-          std::copy(imgs[r][c].at(x, y), imgs[r][c].at(x, y) + 3, grid.at(x0 + x, y0 + y));
-    }
-  data::write_png(path, grid);
+  data::write_png(path, data::image_grid(imgs, 3, 4, 72));
 }
 
 std::string image_name(int i) {

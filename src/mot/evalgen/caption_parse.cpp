@@ -1,30 +1,15 @@
 #include "mot/evalgen/caption_parse.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <optional>
+
+#include "mot/evalgen/cider.hpp"
 
 namespace mot {
 
 namespace {
 
 using data::SceneObject;
-
-std::vector<std::string> words_of(const std::string& s) {
-  std::vector<std::string> w;
-  std::string cur;
-  for (char ch : s) {
-    const unsigned char c = static_cast<unsigned char>(ch);
-    if (std::isalnum(c)) {
-      cur += static_cast<char>(std::tolower(c));
-    } else if (!cur.empty()) {
-      w.push_back(cur);
-      cur.clear();
-    }
-  }
-  if (!cur.empty()) w.push_back(cur);
-  return w;
-}
 
 enum class Ev { filler, mention, rel, region, count, it, empty };
 
@@ -69,7 +54,7 @@ Event kind_ev(Ev k) {
 const std::vector<Phrase>& phrases() {
   static const std::vector<Phrase> table = [] {
     std::vector<Phrase> t;
-    auto add = [&](const std::string& text, Event e) { t.push_back({words_of(text), e}); };
+    auto add = [&](const std::string& text, Event e) { t.push_back({caption_words(text), e}); };
     using R = StatedRelation;
     for (const char* p : {"to the left of", "left of", "on the left of"}) add(p, rel_ev(R::left_of));
     for (const char* p : {"to the right of", "right of", "on the right of"}) add(p, rel_ev(R::right_of));
@@ -156,7 +141,7 @@ std::optional<std::vector<Event>> lex(const std::vector<std::string>& w) {
 
 ParsedCaption parse_caption(const std::string& caption) {
   ParsedCaption p;
-  const auto events = lex(words_of(caption));
+  const auto events = lex(caption_words(caption));
   if (!events) return p;
   std::vector<int> mention_at(events->size(), -1);  // event -> object index
   for (size_t k = 0; k < events->size(); ++k)

@@ -86,28 +86,11 @@ std::vector<int32_t> random_tokens(Rng& rng, int32_t lo, int32_t hi, int64_t n) 
   return t;
 }
 
-data::Image upscale(const data::Image& img, int k) {
-  data::Image big(img.width * k, img.height * k);
-  for (int y = 0; y < big.height; ++y)
-    for (int x = 0; x < big.width; ++x) std::copy(img.at(x / k, y / k), img.at(x / k, y / k) + 3, big.at(x, y));
-  return big;
-}
-
-// A grid: for each of the first scenes, the corpus's image beside the generated one.
+// A grid: for each of the first scenes, the corpus's image above the generated one.
 void write_grid(const std::string& path, const std::vector<data::Image>& truth, const std::vector<data::Image>& gen) {
   const size_t n = std::min<size_t>(8, gen.size());
   if (n == 0) return;
-  const int s = gen[0].width * 4, pad = 4;
-  data::Image grid(static_cast<int>(n) * (s + pad) + pad, 2 * (s + pad) + pad);
-  std::fill(grid.rgb.begin(), grid.rgb.end(), uint8_t{64});
-  for (size_t i = 0; i < n; ++i)
-    for (int row = 0; row < 2; ++row) {
-      const data::Image big = upscale(row == 0 ? truth[i] : gen[i], 4);
-      const int x0 = pad + static_cast<int>(i) * (s + pad), y0 = pad + row * (s + pad);
-      for (int y = 0; y < s; ++y)
-        for (int x = 0; x < s; ++x) std::copy(big.at(x, y), big.at(x, y) + 3, grid.at(x0 + x, y0 + y));
-    }
-  data::write_png(path, grid);
+  data::write_png(path, data::image_grid({{truth.begin(), truth.begin() + n}, {gen.begin(), gen.begin() + n}}, 4, 4, 64));
 }
 
 // A baseline has no model: the corpus's vocabulary stands in for its config.

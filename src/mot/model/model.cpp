@@ -168,11 +168,6 @@ void Model::run(const TokenBatch& tokens, bool backward, float grad_scale, LossS
 void Model::run(const Batch& batch, bool backward, float grad_scale, LossSums& out) {
   if (backward && !training_) fail("internal: backward on an inference model");
   if (backward && cache_) fail("internal: backward with a KV cache attached");
-  if (cache_ && batch.rows > cache_->rows)
-    fail("batch of ", batch.rows, " rows exceeds the KV cache's ", cache_->rows, " rows");
-  if (batch.rows > max_rows_ || batch.len > max_len_ - 1)
-    fail("batch of ", batch.rows, "x", batch.len + 1, " tokens exceeds the model's buffers (", max_rows_, "x",
-         max_len_, ")");
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   forward(batch);
@@ -188,6 +183,11 @@ void Model::run(const Batch& batch, bool backward, float grad_scale, LossSums& o
 }
 
 void Model::forward(const Batch& batch) {
+  if (cache_ && batch.rows > cache_->rows)
+    fail("batch of ", batch.rows, " rows exceeds the KV cache's ", cache_->rows, " rows");
+  if (batch.rows > max_rows_ || batch.len > max_len_ - 1)
+    fail("batch of ", batch.rows, "x", batch.len + 1, " tokens exceeds the model's buffers (", max_rows_, "x",
+         max_len_, ")");
   build_routing(cfg_, batch, rt_, cache_ ? cache_->capacity : 0, max_len_);
   // A training step changes the weights, so they are rounded before every forward; an
   // inference model's weights are rounded once (params_changed() asks again).
@@ -200,11 +200,6 @@ void Model::forward(const Batch& batch) {
 }
 
 void Model::last_logits(const Batch& batch, float* logits) {
-  if (cache_ && batch.rows > cache_->rows)
-    fail("batch of ", batch.rows, " rows exceeds the KV cache's ", cache_->rows, " rows");
-  if (batch.rows > max_rows_ || batch.len > max_len_ - 1)
-    fail("batch of ", batch.rows, "x", batch.len, " positions exceeds the model's buffers (", max_rows_, "x",
-         max_len_ - 1, ")");
   for (int64_t b = 0; b < batch.rows; ++b)
     if (batch.row_len[b] < 1) fail("last_logits: row ", b, " has no position");
   const auto t0 = std::chrono::steady_clock::now();

@@ -211,7 +211,7 @@ class Model {
   size_t threshold_index(int l, int copy) const {
     return (static_cast<size_t>(l) * table_.layers[l].experts.size() + copy) * cfg_.n_experts;
   }
-  void forward(const Batch& batch);  // routing, inputs and every layer
+  void forward(const Batch& batch);  // checks the batch fits, then routing, inputs and every layer
 
   ModelConfig cfg_;
   ParamTable table_;

@@ -1,5 +1,7 @@
 #include "mot/data/media/image.hpp"
 
+#include <algorithm>
+
 #include <spng.h>
 
 #include <cerrno>
@@ -114,6 +116,30 @@ Image read_png(const std::string& path) {
   if (std::memcmp(bytes.data() + bytes.size() - sizeof kIend, kIend, sizeof kIend) != 0)
     fail(path, ": truncated PNG, or data after its end (the file does not end with an IEND chunk)");
   return img;
+}
+
+Image upscale(const Image& img, int k) {
+  Image big(img.width * k, img.height * k);
+  for (int y = 0; y < big.height; ++y)
+    for (int x = 0; x < big.width; ++x) std::copy(img.at(x / k, y / k), img.at(x / k, y / k) + 3, big.at(x, y));
+  return big;
+}
+
+Image image_grid(const std::vector<std::vector<Image>>& rows, int scale, int pad, uint8_t background) {
+  if (rows.empty() || rows[0].empty()) return {};
+  const int w = rows[0][0].width * scale, h = rows[0][0].height * scale;
+  size_t cols = 0;
+  for (const auto& r : rows) cols = std::max(cols, r.size());
+  Image grid(static_cast<int>(cols) * (w + pad) + pad, static_cast<int>(rows.size()) * (h + pad) + pad);
+  std::fill(grid.rgb.begin(), grid.rgb.end(), background);
+  for (size_t r = 0; r < rows.size(); ++r)
+    for (size_t c = 0; c < rows[r].size(); ++c) {
+      const Image big = upscale(rows[r][c], scale);
+      const int x0 = pad + static_cast<int>(c) * (w + pad), y0 = pad + static_cast<int>(r) * (h + pad);
+      for (int y = 0; y < h && y < big.height; ++y)
+        for (int x = 0; x < w && x < big.width; ++x) std::copy(big.at(x, y), big.at(x, y) + 3, grid.at(x0 + x, y0 + y));
+    }
+  return grid;
 }
 
 double psnr(const Image& a, const Image& b) {

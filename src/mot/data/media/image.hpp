@@ -24,6 +24,13 @@ void write_png(const std::string& path, const Image& img);
 // Reads any PNG libspng decodes, converted to 8-bit RGB. Throws mot::Error naming the path.
 Image read_png(const std::string& path);
 
+// Each pixel repeated k x k times (nearest neighbour), for looking at small images.
+Image upscale(const Image& img, int k);
+// rows[r][c] enlarged `scale` times, in a grid of cells the size of the first image
+// (larger images are clipped), `pad` pixels of `background` grey around every cell.
+// An empty grid if there are no images.
+Image image_grid(const std::vector<std::vector<Image>>& rows, int scale, int pad, uint8_t background);
+
 // Peak signal-to-noise ratio in dB over all channels (255 peak); inf if identical.
 double psnr(const Image& a, const Image& b);
 
