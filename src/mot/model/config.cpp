@@ -128,8 +128,19 @@ void apply_override(toml::table& root, const std::string& kv) {
 
 int ModelConfig::modality_of_token(int64_t tok) const {
   for (int m = 0; m < n_modalities(); ++m)
-    if (tok >= modalities[m].begin && tok < modalities[m].end) return m;
+    if (!modalities[m].continuous && tok >= modalities[m].begin && tok < modalities[m].end) return m;
   return -1;
+}
+
+int ModelConfig::continuous_modality() const {
+  for (int m = 0; m < n_modalities(); ++m)
+    if (modalities[m].continuous) return m;
+  return -1;
+}
+
+int64_t ModelConfig::latent_dim() const {
+  const int m = continuous_modality();
+  return m < 0 ? 0 : modalities[m].latent_dim();
 }
 
 int ModelConfig::modality_index(const std::string& name) const {
@@ -199,6 +210,8 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& where) {
   c.doc_mask = r.boolean("doc_mask", false);
   c.n_experts = r.integer("n_experts", 4);
   c.moe_modalities = r.strings("moe_modalities");
+  c.diffusion_steps = r.integer("diffusion_steps", 1000);
+  c.diffusion_weight = r.number("diffusion_weight", 5.0);
   if (r.has("untie")) {
     for (const auto& u : r.strings("untie")) {
       int k = -1;
@@ -220,11 +233,20 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& where) {
     if (!mr.has("name")) fail(where, ".modalities[", i, "]: missing 'name'");
     m.name = mr.string("name", "");
     std::string kind = mr.string("kind", "discrete");
-    if (kind != "discrete")
-      fail(where, ".modalities[", i, "]: kind '", kind, "' is not supported yet (only discrete token modalities)");
-    if (!mr.has("begin") || !mr.has("end")) fail(where, ".modalities[", i, "]: missing 'begin' or 'end'");
-    m.begin = mr.integer("begin", 0);
-    m.end = mr.integer("end", 0);
+    if (kind == "continuous") {
+      m.continuous = true;
+      for (const char* k : {"patch", "channels", "image_size"})
+        if (!mr.has(k)) fail(where, ".modalities[", i, "]: a continuous modality needs '", k, "'");
+      m.patch = mr.integer("patch", 0);
+      m.channels = mr.integer("channels", 0);
+      m.image_size = mr.integer("image_size", 0);
+    } else if (kind == "discrete") {
+      if (!mr.has("begin") || !mr.has("end")) fail(where, ".modalities[", i, "]: missing 'begin' or 'end'");
+      m.begin = mr.integer("begin", 0);
+      m.end = mr.integer("end", 0);
+    } else {
+      fail(where, ".modalities[", i, "]: kind '", kind, "' is not discrete or continuous");
+    }
     mr.reject_unknown();
     c.modalities.push_back(m);
   }
@@ -268,9 +290,22 @@ void ModelConfig::validate(const std::string& where) const {
   if (bos_id >= vocab_size) fail(where, ".bos_id: ", bos_id, " is outside the vocabulary");
   std::set<std::string> names;
   int64_t expect = 0;
+  int n_continuous = 0;
   for (const auto& m : modalities) {
     if (!valid_name(m.name)) fail(where, ".modalities: name '", m.name, "' must match [a-z][a-z0-9_]*");
     if (!names.insert(m.name).second) fail(where, ".modalities: duplicate name '", m.name, "'");
+    if (m.continuous) {
+      if (&m == &modalities.front())
+        fail(where, ".modalities.", m.name, ": the first modality holds the special tokens, so it must be discrete");
+      if (++n_continuous > 1) fail(where, ".modalities.", m.name, ": at most one continuous modality is supported");
+      if (m.patch < 1 || m.patch > 64) fail(where, ".modalities.", m.name, ".patch: must be in [1, 64] (got ", m.patch, ")");
+      if (m.channels < 1 || m.channels > 4)
+        fail(where, ".modalities.", m.name, ".channels: must be in [1, 4] (got ", m.channels, ")");
+      if (m.image_size < m.patch || m.image_size > 4096 || m.image_size % m.patch)
+        fail(where, ".modalities.", m.name, ".image_size: must be a multiple of patch (", m.patch,
+             ") in [patch, 4096] (got ", m.image_size, ")");
+      continue;
+    }
     if (m.begin != expect)
       fail(where, ".modalities.", m.name, ": range starts at ", m.begin, " but must start at ", expect,
            " (ranges are contiguous, ordered and begin at 0)");
@@ -279,7 +314,18 @@ void ModelConfig::validate(const std::string& where) const {
   }
   if (expect != vocab_size)
     fail(where, ".modalities: ranges cover [0, ", expect, ") but vocab_size is ", vocab_size);
+  if (n_continuous) {
+    if (diffusion_steps < 2 || diffusion_steps > 100000)
+      fail(where, ".diffusion_steps: must be in [2, 100000] (got ", diffusion_steps, ")");
+    if (!std::isfinite(diffusion_weight) || diffusion_weight < 0)
+      fail(where, ".diffusion_weight: must be a finite number >= 0 (got ", diffusion_weight, ")");
+    if (dim % 2) fail(where, ".dim: the time embedding needs an even dim (got ", dim, ")");
+    if (has_moe()) fail(where, ": the Transfusion setting (a continuous modality) does not support MoE yet");
+  }
   for (const auto& [who, owner] : share) {
+    for (const auto& m : modalities)
+      if (m.continuous && (m.name == who || m.name == owner))
+        fail(where, ".share: the continuous modality '", m.name, "' neither shares nor lends weights");
     if (arch != "mot") fail(where, ".share: only arch = \"mot\" can share weights between modalities");
     if (!names.count(who)) fail(where, ".share: unknown modality '", who, "'");
     if (!names.count(owner)) fail(where, ".share.", who, ": unknown modality '", owner, "'");
@@ -354,8 +400,18 @@ json ModelConfig::to_json() const {
   if (has_moe()) j["n_experts"] = n_experts;
   if (!moe_modalities.empty()) j["moe_modalities"] = moe_modalities;
   json mods = json::array();
-  for (const auto& m : modalities) mods.push_back({{"name", m.name}, {"begin", m.begin}, {"end", m.end}});
+  for (const auto& m : modalities) {
+    if (m.continuous)
+      mods.push_back({{"name", m.name}, {"kind", "continuous"}, {"patch", m.patch}, {"channels", m.channels},
+                      {"image_size", m.image_size}});
+    else
+      mods.push_back({{"name", m.name}, {"begin", m.begin}, {"end", m.end}});
+  }
   j["modalities"] = mods;
+  if (has_continuous()) {
+    j["diffusion_steps"] = diffusion_steps;
+    j["diffusion_weight"] = diffusion_weight;
+  }
   if (!share.empty()) j["share"] = share;
   return j;
 }
@@ -382,7 +438,12 @@ TrainConfig TrainConfig::from_json(const json& j, const std::string& where) {
   t.save_every = r.integer("save_every", t.save_every);
   t.threads = r.integer("threads", t.threads);
   t.dtype = r.string("dtype", t.dtype);
+  t.caption_noise_max = r.integer("caption_noise_max", t.caption_noise_max);
+  t.cfg_dropout = r.number("cfg_dropout", t.cfg_dropout);
   r.reject_unknown();
+  if (t.caption_noise_max < 1) fail(where, ".caption_noise_max: must be positive (got ", t.caption_noise_max, ")");
+  if (!(t.cfg_dropout >= 0 && t.cfg_dropout <= 1))
+    fail(where, ".cfg_dropout: must be in [0, 1] (got ", t.cfg_dropout, ")");
   auto positive = [&](const char* k, int64_t v) {
     if (v <= 0) fail(where, ".", k, ": must be positive (got ", v, ")");
   };
@@ -429,7 +490,7 @@ json TrainConfig::to_json() const {
           {"beta2", beta2},         {"eps", eps},                   {"grad_clip", grad_clip},
           {"seed", seed},           {"log_every", log_every},       {"eval_every", eval_every},
           {"eval_batches", eval_batches}, {"save_every", save_every}, {"threads", threads},
-          {"dtype", dtype}};
+          {"dtype", dtype}, {"caption_noise_max", caption_noise_max}, {"cfg_dropout", cfg_dropout}};
 }
 
 DataConfig DataConfig::from_json(const json& j, const std::string& where) {

@@ -15,9 +15,16 @@
 
 namespace mot {
 
+// A discrete modality owns the token ids [begin, end); a continuous one (SPEC 2b) carries
+// latent vectors: images of image_size x image_size x channels cut into patch x patch
+// tiles, one position per tile of latent_dim() = patch² · channels values.
 struct Modality {
   std::string name;
-  int64_t begin = 0, end = 0;
+  int64_t begin = 0, end = 0;  // discrete only
+  bool continuous = false;
+  int64_t patch = 0, channels = 0, image_size = 0;  // continuous only
+  int64_t latent_dim() const { return patch * patch * channels; }
+  int64_t patches_per_image() const { return patch ? (image_size / patch) * (image_size / patch) : 0; }
 };
 
 enum class Component { Attention = 0, Ffn = 1, Norm = 2 };
@@ -38,6 +45,13 @@ struct ModelConfig {
   std::vector<std::string> moe_modalities;
   std::vector<Modality> modalities;
   std::map<std::string, std::string> share;  // sharing modality -> owner
+  int64_t diffusion_steps = 1000;  // T of the cosine schedule (SPEC 2b)
+  double diffusion_weight = 5.0;   // λ: loss = loss/lm + λ · loss/diffusion
+
+  // Transfusion (SPEC 2b): the first continuous modality, -1 if none.
+  int continuous_modality() const;
+  bool has_continuous() const { return continuous_modality() >= 0; }
+  int64_t latent_dim() const;  // of the continuous modality, 0 if none
 
   int64_t head_dim() const { return dim / n_heads; }
   int n_modalities() const { return static_cast<int>(modalities.size()); }
@@ -63,6 +77,10 @@ struct ModelConfig {
 
 struct TrainConfig {
   int64_t seq_len = 256, batch_size = 8, grad_accum = 1, steps = 1000;
+  // Transfusion (SPEC 2b): captioning images are noised with τ < caption_noise_max;
+  // a caption->image document loses its caption with probability cfg_dropout.
+  int64_t caption_noise_max = 500;
+  double cfg_dropout = 0.1;
   double lr = 3e-4, min_lr = 1.5e-5;
   int64_t warmup_steps = 100;
   double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, grad_clip = 1.0;

@@ -26,6 +26,13 @@ class RowSource {
   virtual int64_t row_len() const = 0;            // tokens per row (positions + 1)
   virtual int64_t n_rows() const = 0;             // rows per epoch
   virtual void fill(uint64_t index, int32_t* dst) const = 0;  // row `index` (any index, wraps)
+  // Transfusion: latent values per continuous (-2) entry; 0 for token-only data.
+  virtual int64_t latent_dim() const { return 0; }
+  // Appends row `index`'s continuous entries (TokenBatch layout): their clean latents to
+  // `latents`, and per image span its explicit τ (-1: none) to `span_t` and its noise
+  // (zeros without τ) to `noise`.
+  virtual void fill_continuous(uint64_t /*index*/, std::vector<float>& /*latents*/, std::vector<float>& /*noise*/,
+                               std::vector<int32_t>& /*span_t*/) const {}
   virtual std::string describe() const = 0;
 };
 
