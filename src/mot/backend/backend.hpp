@@ -198,6 +198,15 @@ class Backend {
   virtual void cross_entropy(Mat logits, const int32_t* target, float grad_scale, bool backward,
                              double* row_loss) = 0;
 
+  // ---- Transfusion (SPEC 2b): the time embedding's SiLU, the ε-MSE, per-span sums
+  virtual void silu_forward(ConstMat x, Mat y) = 0;
+  virtual void silu_backward(ConstMat x, ConstMat dy, Mat dx) = 0;  // dx = dy ⊙ silu'(x)
+  // row_loss[r] = Σ_j (pred_rj - target_rj)² (in double); with backward, pred becomes
+  // grad_scale · 2 (pred - target), in place.
+  virtual void squared_error(Mat pred, ConstMat target, float grad_scale, bool backward, double* row_loss) = 0;
+  // y[k] = Σ_{r in [seg[k], seg[k+1])} x[r] for k < y.rows, rows summed in order.
+  virtual void sum_row_segments(ConstMat x, const int32_t* seg, Mat y) = 0;
+
   // ---- mixture of experts (expert choice)
   virtual void softmax_rows(Mat z) = 0;                                  // in place, exact exp
   virtual void softmax_rows_backward(ConstMat p, Mat dp) = 0;            // dp <- p ⊙ (dp - Σ p dp)

@@ -64,7 +64,7 @@ void register_eval(CLI::App& app, Action& action) {
       }
       TokenBatch scratch;
       const LossSums s = evaluate(model, *src, batch, o->max_rows, scratch);
-      if (s.targets == 0)
+      if (s.targets == 0 && s.diffusion_values == 0)
         fail("no targets to evaluate in ", o->input, o->max_rows > 0 ? (rows == 1 ? std::string(" (its first row)") : cat(" (its first ", rows, " rows)")) : "",
              ": every row evaluated has fewer than 2 tokens");
       auto j = loss_json(c, s);
@@ -84,10 +84,13 @@ void register_eval(CLI::App& app, Action& action) {
                       100.0 * j["routing"]["agreement"].get<double>(), static_cast<long long>(j["routing"]["decisions"].get<int64_t>()),
                       j["routing"]["choice_picks_per_decision"].get<double>(), j["routing"]["threshold_picks_per_decision"].get<double>());
         std::printf("loss %.6f over %lld targets\n", j["loss"].get<double>(), static_cast<long long>(s.targets));
+        if (c.has_continuous())
+          std::printf("  loss/lm %.6f + %g x loss/diffusion %.6f\n", s.lm_mean(), c.diffusion_weight, s.diffusion_mean());
         for (int m = 0; m < c.n_modalities(); ++m)
           if (s.targets_by_mod[m] > 0)
-            std::printf("  %-10s %.6f over %lld targets\n", c.modalities[m].name.c_str(),
-                        s.by_mod[m] / s.targets_by_mod[m], static_cast<long long>(s.targets_by_mod[m]));
+            std::printf("  %-10s %.6f over %lld %s\n", c.modalities[m].name.c_str(), s.modality_mean(c, m),
+                        static_cast<long long>(s.targets_by_mod[m]),
+                        c.modalities[m].continuous ? "positions (mean squared error)" : "targets");
       }
       return 0;
     };

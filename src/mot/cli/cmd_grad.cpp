@@ -6,6 +6,7 @@
 #include "mot/data/format/dataset.hpp"
 #include "mot/model/model.hpp"
 #include "mot/train/checkpoint.hpp"
+#include "mot/train/diffusion_draw.hpp"
 #include "mot/train/evaluate.hpp"
 
 namespace mot::cli {
@@ -29,10 +30,21 @@ void register_grad(CLI::App& app, Action& action) {
       Model model(c, batch.rows, batch.len, true, parse_precision(o->dtype, "--dtype"));
       load_model_weights(o->model, model);
       std::fill(model.grads(), model.grads() + model.table().total, 0.0f);
-      const int64_t targets = data::count_targets(batch);
+      if (c.has_continuous()) {  // spans without explicit τ: the evaluation's draws
+        Rng row_rng;
+        draw_diffusion(c, DiffusionDraw{500, 0.0, -1}, batch, [&](int64_t b) -> Rng& {
+          row_rng = Rng(hash_string("mot/eval-noise") ^ static_cast<uint64_t>(b) * 0x9e3779b97f4a7c15ull);
+          return row_rng;
+        });
+      }
+      // The scales of the mean losses: a forward pass counts what they are means over.
+      LossSums counts;
+      counts.reset(c.n_modalities());
+      counts.targets = data::count_targets(batch);
+      counts.diffusion_values = count_continuous(batch) * c.latent_dim();
       LossSums s;
       s.reset(c.n_modalities());
-      model.run(batch, true, targets ? 1.0f / targets : 0.0f, s);
+      model.run(batch, true, counts.scale(c), s);
       save_like_params(o->out, model, model.grads(), {{"kind", "gradient of mean loss"}});
       std::printf("%s\n", loss_json(c, s).dump().c_str());
       return 0;

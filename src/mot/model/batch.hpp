@@ -21,6 +21,11 @@ struct Batch {
   // is vector[i * vector_dim, (i + 1) * vector_dim). Empty for token-only batches.
   int64_t vector_dim = 0;
   std::vector<float> vector;
+  // Transfusion (SPEC 2b), per continuous position: its image's diffusion step τ
+  // ([rows * len], -1 elsewhere; empty for token-only batches) and the noise ε it was
+  // noised with (the diffusion target; layout of `vector`, empty without training targets).
+  std::vector<int32_t> diffusion_t;
+  std::vector<float> noise;
   std::vector<int32_t> target;           // next-token target id, -1: none
   std::vector<int32_t> target_modality;  // modality of the target, -1: none
   std::vector<int32_t> pos;              // rotary position
@@ -31,6 +36,15 @@ struct Batch {
 
   int64_t at(int64_t b, int64_t t) const { return b * len + t; }
   int32_t past_of(int64_t b) const { return past.empty() ? 0 : past[b]; }
+  // Continuous inputs for every position: vector_dim values each (zeros, τ -1).
+  void enable_vectors(int64_t dim, bool with_noise) {
+    const size_t n = static_cast<size_t>(rows * len);
+    vector_dim = dim;
+    vector.assign(n * static_cast<size_t>(dim), 0.0f);
+    diffusion_t.assign(n, -1);
+    if (with_noise) noise.assign(n * static_cast<size_t>(dim), 0.0f);
+    else noise.clear();
+  }
   // rows x len positions, all padding (no allocation once reserved).
   void resize(int64_t rows_, int64_t len_) {
     rows = rows_;
@@ -40,6 +54,8 @@ struct Batch {
     past.clear();
     vector_dim = 0;
     vector.clear();
+    diffusion_t.clear();
+    noise.clear();
     for (auto* v : {&modality, &token, &pos, &kv_lo, &kv_hi}) v->assign(n, 0);
     for (auto* v : {&target, &target_modality}) v->assign(n, -1);
   }

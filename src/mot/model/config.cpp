@@ -366,7 +366,9 @@ Checked param_count(const ModelConfig& c) {
     ffn += c.ffn_is_moe(k) ? E * d + E * Checked(3) * F * d : Checked(3) * F * d;
   const Checked attn = A * (Checked(4) * d * d + (c.qk_norm ? Checked(2) * hd : Checked(0)));
   const Checked layer = attn + Checked(2) * N * d + ffn;
-  return Checked(2) * V * d + Checked(c.n_layers) * layer + N * d;
+  const Checked D = c.latent_dim();  // patch_in, patch_out, the time embedding's two layers
+  const Checked continuous = c.has_continuous() ? Checked(2) * D * d + Checked(2) * d * d : Checked(0);
+  return Checked(2) * V * d + Checked(c.n_layers) * layer + N * d + continuous;
 }
 
 Checked tensor_count(const ModelConfig& c) {
@@ -375,7 +377,7 @@ Checked tensor_count(const ModelConfig& c) {
   for (int k = 0; k < c.n_copies(Component::Ffn); ++k)
     ffn += c.ffn_is_moe(k) ? Checked(1) + Checked(3) * Checked(c.n_experts) : Checked(3);
   const Checked layer = A * Checked(c.qk_norm ? 6 : 4) + Checked(2) * N + ffn;
-  return Checked(2) + Checked(c.n_layers) * layer + N;
+  return Checked(2) + Checked(c.n_layers) * layer + N + Checked(c.has_continuous() ? 4 : 0);
 }
 
 json ModelConfig::to_json() const {

@@ -9,16 +9,29 @@
 
 namespace mot {
 
-void Model::head(bool backward, float grad_scale, LossSums& out) {
+void Model::head(bool backward, const LossScale& scale, LossSums& out) {
   const int64_t N = rt_.N;
   const ConstMat x = xs_[cfg_.n_layers].slice(0, N);
   const Mat xf = ws_.final_normed.slice(0, N);
   norm_forward(table_.final_norm, x, xf, ws_.rstd_f);
   const Mat dxf = backward ? ws_.d_branch.slice(0, N) : Mat{};
-  const ObjectiveContext c{*be_, rt_, table_, wmat_, backward ? grads_ : nullptr, xf, dxf, ws_.logits, ws_.row_loss};
+  const ObjectiveContext c{*be_,  rt_, ws_.continuous, table_, wmat_, backward ? grads_ : nullptr,
+                           xf,    dxf, ws_.logits,     ws_.row_loss};
   for_each_block(objectives_, rt_, [&](Objective& o, int64_t s0, int64_t s1) {
-    o.run(c, s0, s1, backward, grad_scale);
+    o.run(c, s0, s1, backward, scale);
   });
+  // Continuous positions: their squared errors, by position (SPEC 2b).
+  for (int m = 0; m < cfg_.n_modalities(); ++m) {
+    if (!cfg_.modalities[m].continuous) continue;
+    for (int64_t s = rt_.mod_begin[m]; s < rt_.mod_begin[m + 1]; ++s) {
+      const double l = ws_.row_loss[s];
+      if (!std::isfinite(l)) throw NonFiniteLoss(cat("loss is not finite (", l, ") at a ", cfg_.modalities[m].name, " position"));
+      out.diffusion += l;
+      out.by_mod[m] += l;
+      out.targets_by_mod[m]++;
+      out.diffusion_values += cfg_.modalities[m].latent_dim();
+    }
+  }
   // Loss sums in a fixed order (deterministic), by the modality of each target.
   for (int64_t s = 0; s < N; ++s) {
     const int m = rt_.target_mod[s];

@@ -94,8 +94,8 @@ MemoryNeed model_memory(const ModelConfig& c, int64_t rows, int64_t len, bool tr
   s.add(s.weights, P, 4);
   if (precision == Precision::bf16) {
     s.add(s.weights, P, 4);
-    const Checked scratch =
-        Checked::max(N * Checked::max(Checked::max(Checked(2) * F, Checked(3) * d), E), chunk * V);
+    const Checked widest = Checked::max(Checked::max(Checked::max(Checked(2) * F, Checked(3) * d), E), Checked(c.latent_dim()));
+    const Checked scratch = Checked::max(N * widest, chunk * V);
     s.add(s.activations, scratch, 4, 2);
     if (!training) s.add(s.weights, P, 2);
   }
@@ -141,6 +141,13 @@ MemoryNeed model_memory(const ModelConfig& c, int64_t rows, int64_t len, bool tr
     s.add(s.activations, N * Checked(2) * F, 4);
     s.add(s.activations, N * F, 4);
     s.add(s.activations, BHT * hd, 4, 4);
+  }
+  if (c.has_continuous()) {  // ContinuousBuffers (model/io.hpp)
+    const Checked D = c.latent_dim();
+    s.add(s.activations, N * D, 4, 3);
+    s.add(s.activations, N * d, 4, training ? 5 : 4);
+    s.add(s.activations, N, 4);
+    s.add(s.activations, N + Checked(1), 4);
   }
   const Checked arena = s.used();
   // Outside the arena (estimates): per tensor its ParamEntry (name, shape) with vector

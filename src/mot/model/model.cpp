@@ -15,6 +15,8 @@ namespace mot {
 void LossSums::add(const LossSums& o) {
   loss += o.loss;
   targets += o.targets;
+  diffusion += o.diffusion;
+  diffusion_values += o.diffusion_values;
   for (size_t m = 0; m < by_mod.size(); ++m) {
     by_mod[m] += o.by_mod[m];
     targets_by_mod[m] += o.targets_by_mod[m];
@@ -69,7 +71,8 @@ void Model::carve(Arena& a) {
     scratch_.rounded_weights_end = wmat_ + P;
     // Largest activation operand of any GEMM: [N, 2F] / [N, 3d] / [N, E] rows in the
     // layers, a chunk of logits in the head.
-    scratch_.bf16_floats = std::max(N * std::max({2 * F, 3 * d, cfg_.n_experts}), chunk_ * cfg_.vocab_size);
+    scratch_.bf16_floats =
+        std::max(N * std::max({2 * F, 3 * d, cfg_.n_experts, cfg_.latent_dim()}), chunk_ * cfg_.vocab_size);
     scratch_.bf16_a = a.alloc<float>(scratch_.bf16_floats);
     scratch_.bf16_b = a.alloc<float>(scratch_.bf16_floats);
     if (!training_) scratch_.packed_bf16 = a.alloc<uint16_t>(P);  // batch-invariant (generation) layers read these
@@ -149,6 +152,20 @@ void Model::carve(Arena& a) {
     ws_.dV = a.alloc<float>(BHT * hd);
     ws_.dO = a.alloc<float>(BHT * hd);
   }
+  if (cfg_.has_continuous()) {
+    ContinuousBuffers& cb = ws_.continuous;
+    const int64_t D = cfg_.latent_dim();
+    cb.z = mat(N, D);
+    cb.eps = mat(N, D);
+    cb.pred = mat(N, D);
+    cb.phi = mat(N, d);
+    cb.t_h = mat(N, d);
+    cb.t_act = mat(N, d);
+    cb.t_emb = mat(N, d);
+    if (training_) cb.t_dact = mat(N, d);
+    cb.span_of = a.alloc<int32_t>(N);
+    cb.span_seg = a.alloc<int32_t>(N + 1);
+  }
 }
 
 void Model::attach_kv_cache(KvCache* cache) {
@@ -160,19 +177,19 @@ void Model::attach_kv_cache(KvCache* cache) {
   cache_ = cache;
 }
 
-void Model::run(const TokenBatch& tokens, bool backward, float grad_scale, LossSums& out) {
+void Model::run(const TokenBatch& tokens, bool backward, const LossScale& scale, LossSums& out) {
   to_batch(cfg_, tokens, token_batch_);
-  run(token_batch_, backward, grad_scale, out);
+  run(token_batch_, backward, scale, out);
 }
 
-void Model::run(const Batch& batch, bool backward, float grad_scale, LossSums& out) {
+void Model::run(const Batch& batch, bool backward, const LossScale& scale, LossSums& out) {
   if (backward && !training_) fail("internal: backward on an inference model");
   if (backward && cache_) fail("internal: backward with a KV cache attached");
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   forward(batch);
   const auto t1 = clock::now();
-  head(backward, grad_scale, out);
+  head(backward, scale, out);
   const auto t2 = clock::now();
   times_.forward += std::chrono::duration<double>(t1 - t0).count();
   times_.head += std::chrono::duration<double>(t2 - t1).count();
@@ -265,13 +282,13 @@ std::vector<float> Model::end_moe_calibration() {
 }
 
 void Model::inputs_forward(const Batch& batch) {
-  const AdapterContext c{*be_, rt_, batch, table_, params_, grads_};
+  const AdapterContext c{*be_, rt_, batch, table_, params_, grads_, wmat_, ws_.continuous, ws_.branch_out};
   const Mat x0 = xs_[0].slice(0, rt_.N);
   for_each_block(adapters_, rt_, [&](InputAdapter& a, int64_t s0, int64_t s1) { a.forward(c, s0, s1, x0); });
 }
 
 void Model::inputs_backward(const Batch& batch) {
-  const AdapterContext c{*be_, rt_, batch, table_, params_, grads_};
+  const AdapterContext c{*be_, rt_, batch, table_, params_, grads_, wmat_, ws_.continuous, ws_.branch_out};
   const ConstMat dx = ws_.d_stream.slice(0, rt_.N);
   for_each_block(adapters_, rt_, [&](InputAdapter& a, int64_t s0, int64_t s1) { a.backward(c, s0, s1, dx); });
 }

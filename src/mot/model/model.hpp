@@ -32,13 +32,43 @@ namespace mot {
 struct TokenBatch;  // data/format/token_batch.hpp
 
 // Sums of per-target losses (not means), so micro-batches can be combined exactly.
+// `loss`/`targets` are the next-token (LM) sums; a continuous modality's entries of
+// by_mod / targets_by_mod hold its squared errors and its positions, and `diffusion` /
+// `diffusion_values` their totals (values = positions · latent_dim) (SPEC 2b).
 struct LossSums {
   double loss = 0.0;
   std::vector<double> by_mod;
   int64_t targets = 0;
   std::vector<int64_t> targets_by_mod;
-  void reset(int M) { loss = 0; targets = 0; by_mod.assign(M, 0.0); targets_by_mod.assign(M, 0); }
+  double diffusion = 0.0;
+  int64_t diffusion_values = 0;
+  void reset(int M) {
+    loss = 0;
+    targets = 0;
+    diffusion = 0;
+    diffusion_values = 0;
+    by_mod.assign(M, 0.0);
+    targets_by_mod.assign(M, 0);
+  }
   void add(const LossSums& o);
+  double lm_mean() const { return targets ? loss / static_cast<double>(targets) : 0.0; }
+  double diffusion_mean() const { return diffusion_values ? diffusion / static_cast<double>(diffusion_values) : 0.0; }
+  // loss/lm + λ·loss/diffusion (just the LM mean for a token-only model).
+  double mean(const ModelConfig& c) const {
+    return c.has_continuous() ? lm_mean() + c.diffusion_weight * diffusion_mean() : lm_mean();
+  }
+  // loss/<modality m>: mean cross-entropy, or a continuous modality's mean squared error.
+  double modality_mean(const ModelConfig& c, int m) const {
+    const double n = static_cast<double>(targets_by_mod[m]) * (c.modalities[m].continuous ? c.modalities[m].latent_dim() : 1);
+    return n > 0 ? by_mod[m] / n : 0.0;
+  }
+  // Gradient scales giving d(mean(c)) (a mean over these sums' targets).
+  LossScale scale(const ModelConfig& c) const {
+    LossScale s;
+    s.lm = targets > 0 ? 1.0f / static_cast<float>(targets) : 0.0f;
+    if (diffusion_values > 0) s.diffusion = static_cast<float>(c.diffusion_weight / static_cast<double>(diffusion_values));
+    return s;
+  }
 };
 
 // Activations one layer keeps for its backward (sorted rows unless noted).
@@ -89,6 +119,7 @@ struct Workspace {
   Mat moe_x;       // [N, d] FFN inputs gathered for the experts
   Mat moe_y;       // [N, d] expert outputs; in backward d(output) gathered, then d(input)
   Mat moe_dprob;   // [N, E] d(router softmax), then d(router logits)
+  ContinuousBuffers continuous;  // Transfusion only
 };
 
 // Keys and values kept across run() calls, for generation: each call writes its
@@ -137,9 +168,17 @@ class Model {
   // Forward on a batch (rows <= max_rows, positions <= max_len - 1); adds the loss sums
   // into `out`. With `backward`, also accumulates d(grad_scale * sum of losses)/dparams
   // into grads() (callers zero it).
-  void run(const Batch& batch, bool backward, float grad_scale, LossSums& out);
+  // With a continuous modality the loss is loss/lm + λ·loss/diffusion and each
+  // objective's gradient takes its own scale (LossScale).
+  void run(const Batch& batch, bool backward, const LossScale& scale, LossSums& out);
+  void run(const Batch& batch, bool backward, float grad_scale, LossSums& out) {
+    run(batch, backward, LossScale{grad_scale, 0.0f}, out);
+  }
   // The same on token rows (data/format/token_batch.hpp), translated with to_batch().
-  void run(const TokenBatch& tokens, bool backward, float grad_scale, LossSums& out);
+  void run(const TokenBatch& tokens, bool backward, const LossScale& scale, LossSums& out);
+  void run(const TokenBatch& tokens, bool backward, float grad_scale, LossSums& out) {
+    run(tokens, backward, LossScale{grad_scale, 0.0f}, out);
+  }
 
   // Later forward-only runs read and extend `cache` (nullptr: detach). Its rows and
   // capacity must fit the model's max_rows and max_len.
@@ -177,6 +216,12 @@ class Model {
   std::vector<float> end_moe_calibration();
 
   const Routing& routing() const { return rt_; }
+  // After run(): the loss of batch position (b, t): its cross-entropy, or a continuous
+  // position's squared error summed over latent dimensions; 0 without a target. Tests.
+  double position_loss(int64_t b, int64_t t) const {
+    const int32_t s = rt_.inv[b * rt_.T + t];
+    return s < 0 ? 0.0 : ws_.row_loss[s];
+  }
   StepTimes& times() { return times_; }
 
  private:
@@ -187,7 +232,7 @@ class Model {
   void inputs_forward(const Batch& batch);
   void inputs_backward(const Batch& batch);
   // Final norm, then each modality's objective; with backward, fills ws_.d_stream.
-  void head(bool backward, float grad_scale, LossSums& out);
+  void head(bool backward, const LossScale& scale, LossSums& out);
 
   // norm_block.cpp
   void norm_forward(const std::vector<size_t>& w, ConstMat x, Mat y, float* rstd);

@@ -86,6 +86,16 @@ ParamTable build_param_table(const ModelConfig& c) {
   for (int k = 0; k < c.n_copies(Component::Norm); ++k)
     t.final_norm.push_back(b.add("norm" + suffix(c, Component::Norm, k) + ".weight", {d}, false));
   t.output = b.add("output.weight", {V, d}, true);
+  t.continuous.resize(c.modalities.size());
+  for (size_t m = 0; m < c.modalities.size(); ++m) {
+    const Modality& mod = c.modalities[m];
+    if (!mod.continuous) continue;
+    ContinuousOffsets& o = t.continuous[m];
+    o.patch_in = b.add("patch_in." + mod.name + ".weight", {d, mod.latent_dim()}, true);
+    o.patch_out = b.add("patch_out." + mod.name + ".weight", {mod.latent_dim(), d}, true);
+    o.time_w1 = b.add("time_embed." + mod.name + ".w1.weight", {d, d}, true);
+    o.time_w2 = b.add("time_embed." + mod.name + ".w2.weight", {d, d}, true);
+  }
   return t;
 }
 

@@ -37,10 +37,18 @@ struct LayerOffsets {
   std::vector<ExpertOffsets> experts;            // one per ffn weight copy (router kNoTensor: SwiGLU)
 };
 
+// A continuous modality's own tensors (SPEC 2b), whatever `untie` says.
+struct ContinuousOffsets {
+  size_t patch_in = kNoTensor;   // [d, latent_dim]
+  size_t patch_out = kNoTensor;  // [latent_dim, d]
+  size_t time_w1 = kNoTensor, time_w2 = kNoTensor;  // [d, d] each
+};
+
 struct ParamTable {
   std::vector<ParamEntry> entries;
   size_t total = 0;  // floats
   size_t tok_embeddings = 0, output = 0;
+  std::vector<ContinuousOffsets> continuous;  // one per modality (kNoTensor for discrete ones)
   std::vector<size_t> final_norm;  // one per norm weight copy
   std::vector<LayerOffsets> layers;
 

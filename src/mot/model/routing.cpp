@@ -1,5 +1,6 @@
 #include "mot/model/routing.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -89,6 +90,14 @@ void check_batch(const ModelConfig& c, const Batch& batch, int64_t key_capacity,
       if (batch.modality[i] < 0 || batch.modality[i] >= M)
         fail("batch row ", b, ", position ", t, ": modality ", batch.modality[i], " is not one of the ", M,
              " modalities");
+      if (const Modality& mod = c.modalities[batch.modality[i]]; mod.continuous) {
+        if (batch.vector_dim != mod.latent_dim() || batch.diffusion_t.size() != batch.vector.size() / std::max<int64_t>(batch.vector_dim, 1))
+          fail("batch row ", b, ", position ", t, ": a ", mod.name, " position needs ", mod.latent_dim(),
+               " continuous values and a diffusion step (the batch has ", batch.vector_dim, ")");
+        if (batch.diffusion_t[i] < 0 || batch.diffusion_t[i] >= c.diffusion_steps)
+          fail("batch row ", b, ", position ", t, ": diffusion step ", batch.diffusion_t[i], " is outside [0, ",
+               c.diffusion_steps - 1, "]");
+      }
       if (batch.token[i] < 0 || batch.token[i] >= c.vocab_size)
         fail("token id ", batch.token[i], " (row ", b, ", position ", t, ") is outside the vocabulary [0, ",
              c.vocab_size, ")");

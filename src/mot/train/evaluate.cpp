@@ -2,9 +2,15 @@
 
 #include <algorithm>
 
+#include "mot/train/diffusion_draw.hpp"
+
 namespace mot {
 
-LossSums evaluate(Model& model, const data::RowSource& src, int64_t batch, int64_t max_rows, TokenBatch& scratch) {
+LossSums evaluate(Model& model, const data::RowSource& src, int64_t batch, int64_t max_rows, TokenBatch& scratch,
+                  int32_t fixed_t, int64_t caption_noise_max) {
+  const ModelConfig& c = model.config();
+  const DiffusionDraw draw{caption_noise_max, 0.0, fixed_t};
+  Rng row_rng;
   LossSums total;
   total.reset(model.config().n_modalities());
   const int64_t n = max_rows > 0 ? std::min(max_rows, src.n_rows()) : src.n_rows();
@@ -12,6 +18,11 @@ LossSums evaluate(Model& model, const data::RowSource& src, int64_t batch, int64
   for (int64_t r = 0; r < n; r += batch) {
     const int64_t rows = std::min(batch, n - r);
     data::fill_batch(src, static_cast<uint64_t>(r), rows, scratch);
+    if (c.has_continuous())
+      draw_diffusion(c, draw, scratch, [&](int64_t b) -> Rng& {
+        row_rng = Rng(hash_string("mot/eval-noise") ^ static_cast<uint64_t>(r + b) * 0x9e3779b97f4a7c15ull);
+        return row_rng;
+      });
     part.reset(model.config().n_modalities());
     model.run(scratch, false, 0.0f, part);
     total.add(part);
@@ -21,10 +32,14 @@ LossSums evaluate(Model& model, const data::RowSource& src, int64_t batch, int64
 
 nlohmann::json loss_json(const ModelConfig& c, const LossSums& s) {
   nlohmann::json j;
-  j["loss"] = s.targets ? s.loss / static_cast<double>(s.targets) : 0.0;
+  j["loss"] = s.mean(c);
+  if (c.has_continuous()) {
+    j["loss_lm"] = s.lm_mean();
+    j["loss_diffusion"] = s.diffusion_mean();
+  }
   nlohmann::json by = nlohmann::json::object(), counts = nlohmann::json::object();
   for (int m = 0; m < c.n_modalities(); ++m) {
-    if (s.targets_by_mod[m] > 0) by[c.modalities[m].name] = s.by_mod[m] / static_cast<double>(s.targets_by_mod[m]);
+    if (s.targets_by_mod[m] > 0) by[c.modalities[m].name] = s.modality_mean(c, m);
     counts[c.modalities[m].name] = s.targets_by_mod[m];
   }
   j["loss_by_modality"] = by;

@@ -26,6 +26,7 @@
 #include "mot/model/memory.hpp"
 #include "mot/model/model.hpp"
 #include "mot/train/checkpoint.hpp"
+#include "mot/train/diffusion_draw.hpp"
 #include "mot/train/evaluate.hpp"
 #include "mot/train/optimizer.hpp"
 #include "mot/train/train_rng.hpp"
@@ -113,9 +114,22 @@ std::string fmt(const char* f, double v) {
 std::string modality_losses(const ModelConfig& c, const LossSums& s) {
   std::string out;
   for (int m = 0; m < c.n_modalities(); ++m)
-    if (s.targets_by_mod[m] > 0)
-      out += cat(" ", c.modalities[m].name, " ", fmt("%.4f", s.by_mod[m] / s.targets_by_mod[m]));
+    if (s.targets_by_mod[m] > 0) out += cat(" ", c.modalities[m].name, " ", fmt("%.4f", s.modality_mean(c, m)));
   return out;
+}
+
+// Fixed diffusion steps the validation reports loss/diffusion at (SPEC 2b: τ in [0, T-1]).
+constexpr int64_t kDiffusionBuckets[] = {100, 500, 900};
+
+// The metrics keys of one set of loss sums: prefix = "loss", "val_loss" or "val/NAME/loss".
+void loss_keys(const ModelConfig& c, const LossSums& s, const std::string& prefix, json& keys) {
+  keys[prefix] = s.mean(c);
+  if (c.has_continuous()) {
+    keys[prefix + "/lm"] = s.lm_mean();
+    keys[prefix + "/diffusion"] = s.diffusion_mean();
+  }
+  for (int m = 0; m < c.n_modalities(); ++m)
+    if (s.targets_by_mod[m] > 0) keys[prefix + "/" + c.modalities[m].name] = s.modality_mean(c, m);
 }
 
 // Refuses an --out that cannot be this run's directory, before anything is locked.
@@ -341,7 +355,11 @@ StepResult Trainer::one_step(int64_t step) {
   const size_t P = model_.table().total;
   std::fill(model_.grads(), model_.grads() + P, 0.0f);
   sums_.reset(mc_.n_modalities());
-  const float scale = r.targets > 0 ? 1.0f / static_cast<float>(r.targets) : 0.0f;
+  LossSums counts;  // what the step's mean losses are means over
+  counts.reset(mc_.n_modalities());
+  counts.targets = r.targets;
+  for (const auto& mb : micro_) counts.diffusion_values += count_continuous(mb) * mc_.latent_dim();
+  const LossScale scale = counts.scale(mc_);
   try {
     for (auto& mb : micro_) model_.run(mb, true, scale, sums_);
   } catch (const NonFiniteLoss& e) {
@@ -349,7 +367,7 @@ StepResult Trainer::one_step(int64_t step) {
   } catch (const Error& e) {
     fail("step ", step + 1, ": ", e.what(), "; ", kept());
   }
-  r.loss = r.targets ? sums_.loss / r.targets : 0.0;
+  r.loss = mc_.has_continuous() ? sums_.mean(mc_) : (r.targets ? sums_.loss / r.targets : 0.0);
   r.grad_norm = clip_gradients(model_, tc_.grad_clip);
   if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm))
     diverged(step, "loss ", r.loss, ", grad norm ", r.grad_norm);
@@ -367,6 +385,8 @@ int64_t Trainer::next_batches() {
   for (auto& mb : micro_) {
     data::fill_batch(*data_.train, state_.data_cursor, tc_.batch_size, mb);
     state_.data_cursor += tc_.batch_size;
+    // Transfusion: τ, noise and caption dropout from the training RNG (saved with the state).
+    if (mc_.has_continuous()) draw_diffusion(mc_, training_draw(tc_), mb, [&](int64_t) -> Rng& { return rng_; });
     targets += data::count_targets(mb);
   }
   return targets;
@@ -377,8 +397,8 @@ int64_t Trainer::next_batches() {
 void Trainer::evaluate_and_log(const StepResult& r) {
   json line = {{"step", r.done}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm}, {"tokens", r.targets},
                {"ms", r.ms}, {"tokens_per_s", r.targets / (r.ms / 1000.0)}};
-  for (int m = 0; m < mc_.n_modalities(); ++m)
-    if (sums_.targets_by_mod[m] > 0) line["loss/" + mc_.modalities[m].name] = sums_.by_mod[m] / sums_.targets_by_mod[m];
+  loss_keys(mc_, sums_, "loss", line);
+  line["loss"] = r.loss;
   const bool do_eval =
       !data_.vals.empty() && ((tc_.eval_every > 0 && r.done % tc_.eval_every == 0) || r.done == tc_.steps);
   std::string val_text;
@@ -391,8 +411,8 @@ void Trainer::evaluate_and_log(const StepResult& r) {
     flush_stdout();
   }
   if (do_eval) {
-    std::printf("  val   step %lld | loss %.4f |%s\n%s", static_cast<long long>(r.done),
-                val_.targets ? val_.loss / val_.targets : 0.0, modality_losses(mc_, val_).c_str(), val_text.c_str());
+    std::printf("  val   step %lld | loss %.4f |%s\n%s", static_cast<long long>(r.done), val_.mean(mc_),
+                modality_losses(mc_, val_).c_str(), val_text.c_str());
     flush_stdout();
   }
 }
@@ -404,19 +424,30 @@ json Trainer::evaluate_val(std::string& text) {
   val_.reset(mc_.n_modalities());
   const bool named = data_.vals.size() > 1 || !data_.vals[0].name.empty();
   for (const auto& v : data_.vals) {
-    const LossSums part = evaluate(model_, *v.src, tc_.batch_size, tc_.eval_batches * tc_.batch_size, eval_scratch_);
+    const LossSums part = evaluate(model_, *v.src, tc_.batch_size, tc_.eval_batches * tc_.batch_size, eval_scratch_,
+                                   -1, tc_.caption_noise_max);
     val_.add(part);
     if (!named) continue;
-    const std::string key = "val/" + v.name + "/loss";
-    keys[key] = part.targets ? part.loss / part.targets : 0.0;
-    for (int m = 0; m < mc_.n_modalities(); ++m)
-      if (part.targets_by_mod[m] > 0) keys[key + "/" + mc_.modalities[m].name] = part.by_mod[m] / part.targets_by_mod[m];
-    text += cat("  val   ", v.name, " | loss ", fmt("%.4f", part.targets ? part.loss / part.targets : 0.0), " |",
-                modality_losses(mc_, part), "\n");
+    loss_keys(mc_, part, "val/" + v.name + "/loss", keys);
+    text += cat("  val   ", v.name, " | loss ", fmt("%.4f", part.mean(mc_)), " |", modality_losses(mc_, part), "\n");
   }
-  keys["val_loss"] = val_.targets ? val_.loss / val_.targets : 0.0;
-  for (int m = 0; m < mc_.n_modalities(); ++m)
-    if (val_.targets_by_mod[m] > 0) keys["val_loss/" + mc_.modalities[m].name] = val_.by_mod[m] / val_.targets_by_mod[m];
+  loss_keys(mc_, val_, "val_loss", keys);
+  // Transfusion: the diffusion loss at fixed steps with fixed noise, comparable across runs.
+  if (mc_.has_continuous()) {
+    std::string buckets;
+    for (const int64_t tau : kDiffusionBuckets) {
+      if (tau >= mc_.diffusion_steps) continue;
+      LossSums at;
+      at.reset(mc_.n_modalities());
+      for (const auto& v : data_.vals)
+        at.add(evaluate(model_, *v.src, tc_.batch_size, tc_.eval_batches * tc_.batch_size, eval_scratch_,
+                        static_cast<int32_t>(tau), tc_.caption_noise_max));
+      if (at.diffusion_values == 0) continue;
+      keys[cat("val_loss/diffusion@", tau)] = at.diffusion_mean();
+      buckets += cat(" t=", tau, " ", fmt("%.4f", at.diffusion_mean()));
+    }
+    if (!buckets.empty()) text += cat("  val   diffusion at fixed steps |", buckets, "\n");
+  }
   return keys;
 }
 

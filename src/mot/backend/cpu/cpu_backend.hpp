@@ -8,6 +8,7 @@
 //   attention.cpp    tiled attention under key ranges (attention_tiles.hpp: micro-GEMMs)
 //   loss.cpp         chunked next-token cross-entropy
 //   experts.cpp      expert choice, gather and combine (mixture of experts)
+//   diffusion.cpp    Transfusion: SiLU, ε-MSE, per-span row sums
 //   kernels.cpp      row-wise fp32 kernels shared by the above and the benchmarks
 #pragma once
 #include "mot/backend/backend.hpp"
@@ -56,6 +57,11 @@ class CpuBackend final : public Backend {
   void swiglu_backward(ConstMat ac, ConstMat dg, Mat dac) override;
 
   void cross_entropy(Mat logits, const int32_t* target, float grad_scale, bool backward, double* row_loss) override;
+
+  void silu_forward(ConstMat x, Mat y) override;
+  void silu_backward(ConstMat x, ConstMat dy, Mat dx) override;
+  void squared_error(Mat pred, ConstMat target, float grad_scale, bool backward, double* row_loss) override;
+  void sum_row_segments(ConstMat x, const int32_t* seg, Mat y) override;
 
   void softmax_rows(Mat z) override;
   void softmax_rows_backward(ConstMat p, Mat dp) override;

@@ -257,7 +257,7 @@ int64_t count_targets(const TokenBatch& batch) {
   for (int64_t r = 0; r < batch.rows; ++r) {
     int64_t valid = 0;
     while (valid < batch.len && batch.at(r, valid) != -1) ++valid;
-    n += std::max<int64_t>(0, valid - 1);
+    for (int64_t t = 0; t + 1 < valid; ++t) n += batch.at(r, t) >= 0 && batch.at(r, t + 1) >= 0;
   }
   return n;
 }
