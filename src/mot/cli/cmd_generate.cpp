@@ -17,6 +17,7 @@
 #include "mot/core/error.hpp"
 #include "mot/generate/generator.hpp"
 #include "mot/generate/prompts.hpp"
+#include "mot/generate/transfusion_codec.hpp"
 #include "mot/io/atomic_file.hpp"
 #include "mot/model/model.hpp"
 #include "mot/train/checkpoint.hpp"
@@ -34,6 +35,7 @@ struct GenerateOpts {
   double temperature = 1.0, top_p = 1.0, cfg = 0.0;
   uint64_t seed = 0;
   bool no_kv_cache = false;
+  bool cfg_given = false;
 };
 
 struct PromptItem {
@@ -96,10 +98,128 @@ std::vector<PromptItem> read_prompts(const GenerateOpts& o, const PromptCodec& c
   return {it};
 }
 
+// Transfusion models (SPEC 2b): caption prompts -> images by DDIM with guidance; image
+// prompts -> captions.
+int run_generate_transfusion(const GenerateOpts& o, const ModelConfig& c) {
+  const TransfusionCodec codec(tokenizer_dir(o.data, o.model), c);
+  struct Item {
+    std::string shown;
+    std::vector<int32_t> prompt;  // image targets: the caption prompt
+    std::vector<float> image;     // text targets: the image to caption
+    bool to_image = false;
+  };
+  std::vector<Item> items;
+  const auto add = [&](const std::string& text, const std::string& png, std::string modality) {
+    Item it;
+    if (!text.empty()) {
+      if (modality.empty()) modality = "image";
+      if (modality != "image")
+        fail("a text prompt to a Transfusion model generates an image (--modality image); text continuation is not "
+             "supported yet");
+      it.prompt = codec.text_prompt(text);
+      it.shown = text;
+      it.to_image = true;
+    } else {
+      if (!modality.empty() && modality != "text") fail("an image prompt to a Transfusion model generates its caption (--modality text)");
+      it.image = codec.image_latents(png);
+      it.shown = png;
+    }
+    for (int64_t j = 0; j < o.n; ++j) items.push_back(it);
+  };
+  const int given = !o.prompt.empty() + !o.prompt_image.empty() + !o.prompt_audio.empty() + !o.prompt_file.empty();
+  if (given != 1) fail("give exactly one of --prompt, --prompt-image or --prompt-file");
+  if (!o.prompt_audio.empty()) fail("--prompt-audio: the model has no speech modality");
+  if (!o.prompt_file.empty()) {
+    std::ifstream in(o.prompt_file);
+    if (!in) fail(o.prompt_file, ": cannot open the prompt file");
+    const fs::path base = fs::path(o.prompt_file).parent_path();
+    std::string line;
+    for (int64_t no = 1; std::getline(in, line); ++no) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      json j = json::parse(line, nullptr, false);
+      if (!j.is_object()) fail(o.prompt_file, ":", no, ": not a JSON object");
+      const std::string text = j.value("prompt", std::string()), image = j.value("image", std::string());
+      if (text.empty() == image.empty()) fail(o.prompt_file, ":", no, ": give exactly one of \"prompt\" or \"image\"");
+      const std::string png = image.empty() || fs::path(image).is_absolute() || base.empty() ? image : (base / image).string();
+      try {
+        add(text, png, j.value("modality", o.modality));
+      } catch (const Error& e) {
+        fail(o.prompt_file, ":", no, ": ", e.what());
+      }
+    }
+    if (items.empty()) fail(o.prompt_file, ": no prompts in the file");
+  } else {
+    add(o.prompt, o.prompt_image, o.modality);
+  }
+  DiffusionSampling ds;
+  ds.steps = o.steps > 0 ? o.steps : 50;
+  ds.cfg = o.cfg_given ? o.cfg : 3.0;
+  ds.seed = o.seed;
+  ds.kv_cache = !o.no_kv_cache;
+  ds.precision = parse_precision(o.dtype, "--dtype");
+  ds.text.temperature = o.temperature;
+  ds.text.top_k = o.top_k;
+  ds.text.top_p = o.top_p;
+  ds.max_tokens = o.max_tokens > 0 ? o.max_tokens : 64;
+  validate_sampling(ds.text);
+  Model weights(c, 1, 2, false);
+  load_model_weights(o.model, weights);
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::vector<float>> images;
+  for (const auto& it : items) {
+    if (it.to_image) prompts.push_back(it.prompt);
+    else images.push_back(it.image);
+  }
+  std::error_code ec;
+  fs::create_directories(o.out, ec);
+  if (ec) fail(o.out, ": cannot create the output directory: ", ec.message());
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto made = prompts.empty() ? std::vector<std::vector<float>>{} : sample_images(c, weights.params(), codec.tokens(), prompts, ds);
+  const auto caps = images.empty() ? std::vector<CaptionResult>{} : caption_images(c, weights.params(), codec.tokens(), images, ds);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::string lines;
+  size_t ni = 0, nc = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    char stem[32];
+    std::snprintf(stem, sizeof stem, "%03zu", i);
+    const std::string base = (fs::path(o.out) / stem).string();
+    json j = {{"index", i}, {"prompt", items[i].shown}};
+    std::string text;
+    json files = json::array();
+    if (items[i].to_image) {
+      data::write_png(base + ".png", codec.to_image(made[ni++]));
+      text = "<image>";
+      files.push_back(std::string(stem) + ".png");
+      j["target"] = "image";
+      j["steps"] = ds.steps;
+      j["cfg"] = ds.cfg;
+      j["finished"] = true;
+    } else {
+      const CaptionResult& r = caps[nc++];
+      text = codec.decode_text(r.tokens);
+      j["target"] = "text";
+      j["tokens"] = r.tokens;
+      j["finished"] = r.finished;
+    }
+    io::write_file_atomic(base + ".txt", text + "\n");
+    files.insert(files.begin(), std::string(stem) + ".txt");
+    j["text"] = text;
+    j["files"] = files;
+    lines += j.dump() + "\n";
+    std::printf("%s: %s\n", stem, text.c_str());
+  }
+  io::write_file_atomic((fs::path(o.out) / "generations.jsonl").string(), lines);
+  std::fprintf(stderr, "generated %zu images (%lld DDIM steps, cfg %g) and %zu captions in %.2f s (%s); wrote %s\n",
+               made.size(), static_cast<long long>(ds.steps), ds.cfg, caps.size(), secs,
+               ds.kv_cache ? "KV cache" : "no KV cache", (fs::path(o.out) / "generations.jsonl").c_str());
+  return 0;
+}
+
 int run_generate(const GenerateOpts& o) {
   set_threads(static_cast<int>(o.threads));
-  if (o.steps > 0) fail("--steps is the sampler step count of Transfusion (diffusion) models; ", o.model, " is discrete");
   const ModelConfig c = read_model_config(o.model);
+  if (c.has_continuous()) return run_generate_transfusion(o, c);
+  if (o.steps > 0) fail("--steps is the sampler step count of Transfusion (diffusion) models; ", o.model, " is discrete");
   const PromptCodec codec(tokenizer_dir(o.data, o.model), c);
   const std::vector<PromptItem> items = read_prompts(o, codec);
 
@@ -176,14 +296,17 @@ void register_generate(CLI::App& app, Action& action) {
   sub->add_option("--temperature", o->temperature, "softmax temperature (0: greedy; default 1)");
   sub->add_option("--top-k", o->top_k, "sample among the k most likely tokens (0: all)")->check(non_negative_int());
   sub->add_option("--top-p", o->top_p, "nucleus sampling: the smallest set with probability >= p, in (0, 1]");
-  sub->add_option("--cfg", o->cfg, "classifier-free guidance weight for images (0: off; z_u + w (z_c - z_u))");
-  sub->add_option("--steps", o->steps, "sampler steps (Transfusion models only)")->check(positive_int());
+  sub->add_option("--cfg", o->cfg, "classifier-free guidance weight for images (0: off; z_u + w (z_c - z_u)); Transfusion default 3");
+  sub->add_option("--steps", o->steps, "DDIM steps (Transfusion models only; default 50)")->check(positive_int());
   sub->add_option("--seed", o->seed, "sampling seed");
   sub->add_flag("--no-kv-cache", o->no_kv_cache, "recompute the whole prefix every step (same tokens, slower)");
   sub->add_option("--out", o->out, "output directory")->required();
   sub->add_option("--threads", o->threads, "threads (0: all cores)")->check(int_range(0, 4096));
   sub->add_option("--dtype", o->dtype, "GEMM compute precision")->check(CLI::IsMember({"fp32", "bf16"}));
-  sub->callback([o, &action] { action = [o] { return run_generate(*o); }; });
+  sub->callback([o, sub, &action] {
+    o->cfg_given = sub->get_option("--cfg")->count() > 0;
+    action = [o] { return run_generate(*o); };
+  });
 }
 
 }  // namespace mot::cli

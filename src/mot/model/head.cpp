@@ -46,4 +46,18 @@ void Model::head(bool backward, const LossScale& scale, LossSums& out) {
   if (backward) norm_backward(table_.final_norm, x, ws_.rstd_f, dxf, ws_.d_stream.slice(0, N), false);
 }
 
+void Model::continuous_outputs(const Batch& batch, float* eps) {
+  const int m = cfg_.continuous_modality();
+  if (m < 0) fail("internal: continuous_outputs on a model without a continuous modality");
+  forward(batch);
+  const int64_t N = rt_.N, s0 = rt_.mod_begin[m], s1 = rt_.mod_begin[m + 1], D = cfg_.latent_dim();
+  const Mat xf = ws_.final_normed.slice(0, N);
+  norm_forward(table_.final_norm, xs_[cfg_.n_layers].slice(0, N), xf, ws_.rstd_f);
+  // The continuous block's sorted rows are the batch's continuous positions in batch
+  // order (the routing sort is stable).
+  const Mat pred = ws_.continuous.pred.slice(0, s1 - s0);
+  be_->linear_forward(xf.slice(s0, s1), wmat_ + table_.continuous[m].patch_out, pred);
+  be_->download(pred.data, eps, sizeof(float) * (s1 - s0) * D);
+}
+
 }  // namespace mot

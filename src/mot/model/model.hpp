@@ -188,6 +188,10 @@ class Model {
   // row-major into `logits` (host memory). Forward only; reads and extends an attached
   // KV cache like run().
   void last_logits(const Batch& batch, float* logits);
+  // Transfusion sampling: ε̂ of every continuous position of the batch, [n, latent_dim]
+  // in batch order (row by row, positions ascending) into `eps` (host memory). Forward
+  // only; reads and extends an attached KV cache like run().
+  void continuous_outputs(const Batch& batch, float* eps);
 
   // Mixture of experts at generation (SPEC 2, MoE): expert choice ranks a position
   // against the rest of its row, which a decoder has not produced yet. With thresholds

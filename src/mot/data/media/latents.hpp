@@ -1,0 +1,20 @@
+// The Transfusion setting's built-in latent space (SPEC 2b): an image's pixels scaled to
+// [-1, 1] (v / 127.5 - 1), cut into patch x patch tiles in raster order, each tile
+// flattened in (row, column, channel) order, one latent vector per tile. RGB (3
+// channels) only, the images every media reader here produces.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "mot/data/media/image.hpp"
+
+namespace mot::data {
+
+// [ (size/patch)², patch² · 3 ] values. mot::Error unless img is size x size.
+std::vector<float> image_to_latents(const Image& img, int size, int patch);
+// The reverse, rounding (v + 1) · 127.5 to the nearest byte, clamped to [0, 255].
+Image latents_to_image(const float* latents, int size, int patch);
+// Pixel bytes in latent order, for shards: the same layout as image_to_latents, unscaled.
+std::vector<uint8_t> image_to_patch_bytes(const Image& img, int size, int patch);
+
+}  // namespace mot::data
