@@ -111,6 +111,126 @@ def write_jsonl(path, rows, explicit_padding=False):
             f.write(json.dumps({"tokens": row if explicit_padding else trim(list(row))}) + "\n")
 
 
+# ---------------------------------------------------------------------------------
+# Transfusion (SPEC 2b): a continuous image modality beside discrete ones
+# ---------------------------------------------------------------------------------
+
+# (name, begin, end) for discrete modalities, (name, None, None) for the continuous one
+TRANSFUSION_MODALITY_SETS = {
+    2: [("text", 0, 160), ("image", None, None)],
+    3: [("text", 0, 120), ("image", None, None), ("speech", 120, 200)],
+}
+BOI, EOI = 2, 3   # begin/end-of-image tokens (first modality's range)
+
+
+def make_transfusion_config(arch="mot", n_mod=2, dim=32, n_layers=2, n_heads=4, ffn_hidden=64,
+                            untie=None, norm_position="pre", qk_norm=False, doc_mask=False,
+                            bos_id=1, max_seq_len=128, rope_theta=10000.0, patch=2, channels=3,
+                            image_size=4, diffusion_steps=None, diffusion_weight=None, **extra):
+    """Text [0,160) + continuous image (patch 2, 3 channels, 4x4: latent_dim 12, 4 patches
+    per image); n_mod=3 adds a discrete speech range [120, 200) after the image (text is
+    then [0, 120)). diffusion_steps / diffusion_weight are written only when given (so the
+    engine's defaults 1000 / 5 are exercised otherwise)."""
+    mods = []
+    for n, b, e in TRANSFUSION_MODALITY_SETS[n_mod]:
+        if b is None:
+            mods.append({"name": n, "kind": "continuous", "patch": patch, "channels": channels,
+                         "image_size": image_size})
+        else:
+            mods.append({"name": n, "begin": b, "end": e})
+    if untie is None:
+        untie = [] if arch == "dense" else ["attention", "ffn", "norm"]
+    cfg = {
+        "arch": arch, "dim": dim, "n_layers": n_layers, "n_heads": n_heads,
+        "ffn_hidden": ffn_hidden, "vocab_size": max(m["end"] for m in mods if "end" in m),
+        "max_seq_len": max_seq_len, "bos_id": bos_id, "norm_position": norm_position,
+        "qk_norm": qk_norm, "norm_eps": 1e-5, "rope_theta": rope_theta, "untie": list(untie),
+        "doc_mask": doc_mask, "modalities": mods,
+    }
+    if diffusion_steps is not None:
+        cfg["diffusion_steps"] = diffusion_steps
+    if diffusion_weight is not None:
+        cfg["diffusion_weight"] = diffusion_weight
+    cfg.update(extra)
+    return cfg
+
+
+def continuous_modality(config):
+    return mot_ref.continuous_modalities(mot_ref.normalize_config(config))[0]
+
+
+def random_image(config, rng, tau):
+    """One image entry: latents U[-1, 1], noise N(0, 1), both float32 values (so the
+    JSONL text and the reference hold the same numbers), timestep tau."""
+    m = continuous_modality(config)
+    n, D = mot_ref.patches_per_image(m), mot_ref.latent_dim(m)
+    lat = rng.uniform(-1.0, 1.0, size=(n, D)).astype(np.float32)
+    eps = rng.normal(0.0, 1.0, size=(n, D)).astype(np.float32)
+    return {"latents": lat.astype(np.float64).tolist(), "noise": eps.astype(np.float64).tolist(),
+            "t": int(tau)}
+
+
+def random_transfusion_rows(config, n_rows, length, seed, pad=True, bos_every=0, image_prob=0.35):
+    """Rows {"tokens": [...], "images": [...]} of interleaved segments: text runs,
+    discrete runs of the other discrete modalities, and images (<boi> 4 x -2 <eoi>).
+    Row 0 has `length` entries; with pad the others are shorter and end in -1 padding
+    (so all rows have `length` entries). Every row has at least one image and ends in a
+    token. The first two images of the batch get tau = 0 and T-1, the rest uniform on
+    [0, T-1]. With bos_every > 0 every row starts with bos and about every bos_every-th
+    segment starts with bos too (packed documents, images inside them)."""
+    cfg = mot_ref.normalize_config(config)
+    T = cfg["diffusion_steps"]
+    rng = np.random.default_rng(seed)
+    disc = [m for m in cfg["modalities"] if m["kind"] == "discrete"]
+    ppi = mot_ref.patches_per_image(mot_ref.continuous_modalities(cfg)[0])
+    taus = [0, T - 1]
+    rows = []
+    for r in range(n_rows):
+        n = length if (r == 0 or not pad) else int(rng.integers(max(ppi + 4, length // 2), length))
+        toks, imgs = [], []
+        if bos_every:
+            toks.append(cfg["bos_id"])
+        k = r
+        while True:
+            if rng.random() < image_prob or (not imgs and n - len(toks) <= ppi + 3 + 7):
+                seg = [BOI] + [-2] * ppi + [EOI]
+                is_img = True
+            else:
+                m = disc[k % len(disc)]
+                k += 1
+                lo = 4 if m is disc[0] else m["begin"]  # text: no special tokens by chance
+                seg = [int(t) for t in rng.integers(lo, m["end"], size=int(rng.integers(1, 7)))]
+                is_img = False
+            if bos_every and rng.random() < 1.0 / bos_every:
+                seg = [cfg["bos_id"]] + seg
+            if len(toks) + len(seg) > n:
+                break
+            toks += seg
+            if is_img:
+                tau = taus.pop(0) if taus else int(rng.integers(0, T))
+                imgs.append(random_image(config, rng, tau))
+        lo = 4
+        while len(toks) < n:   # fill with text tokens
+            toks.append(int(rng.integers(lo, disc[0]["end"])))
+        assert imgs and toks[-1] >= 0, "row too short for an image"
+        rows.append({"tokens": toks + [-1] * (length - n), "images": imgs})
+    return rows
+
+
+def write_transfusion_jsonl(path, rows, explicit_padding=False):
+    """rows: Transfusion dicts (or plain token lists); -1 padding trimmed unless
+    explicit_padding."""
+    with open(path, "w") as f:
+        for row in rows:
+            if not isinstance(row, dict):
+                row = {"tokens": list(row)}
+            obj = {"tokens": list(row["tokens"]) if explicit_padding else trim(list(row["tokens"]))}
+            if row.get("images"):
+                obj["images"] = [{"latents": im["latents"], "noise": im["noise"], "t": int(im["t"])}
+                                 for im in row["images"]]
+            f.write(json.dumps(obj) + "\n")
+
+
 def model_metadata(config):
     return {"format": "mot", "format_version": "1", "config": json.dumps(config)}
 
@@ -246,6 +366,20 @@ def compare_eval(eng, ref, rtol=LOSS_RTOL, label=""):
             probs.append(f"targets_by_modality[{m}]: engine {etb.get(m)} vs ref {rtb.get(m)}")
     lines.append(f"{label}targets engine={eng.get('targets')} ref={ref['targets']} "
                  f"by_modality engine={etb} ref={rtb}")
+    return probs, lines
+
+
+def compare_transfusion_eval(eng, ref, rtol=LOSS_RTOL, label=""):
+    """compare_eval plus loss_lm and loss_diffusion (rel <= rtol each)."""
+    probs, lines = compare_eval(eng, ref, rtol=rtol, label=label)
+    for k in ("loss_lm", "loss_diffusion"):
+        if k not in eng:
+            probs.append(f"{k}: missing from the engine's eval JSON")
+            continue
+        e, r = float(eng[k]), ref[k]
+        lines.append(f"{label}{k} engine={e:.9g} ref={r:.9g} rel={rel(e, r):.2e}")
+        if not rel(e, r) <= rtol:
+            probs.append(f"{k}: engine {e!r} vs ref {r!r} (rel {rel(e, r):.3e} > {rtol})")
     return probs, lines
 
 

@@ -11,13 +11,24 @@ Public API
   config_from_metadata(metadata)         -> config dict with defaults filled in
   normalize_config(cfg)                  -> same, from a plain dict of section-5 keys
   param_shapes(config)                   -> {name: shape} exactly per SPEC section 3
-  forward_loss(params, config, rows)     -> dict(loss, loss_by_modality, targets, targets_by_modality)
+  forward_loss(params, config, rows)     -> dict(loss, loss_lm, loss_diffusion, loss_by_modality,
+                                                 targets, targets_by_modality, ...)
   loss_and_grads(params, config, rows)   -> (result dict with float values, {name: grad float64})
+  cosine_alpha_bar(T)                    -> float64 [T]: the cosine schedule's alpha-bar (SPEC 2b)
+  timestep_features(tau, dim)            -> float64 [..., dim]: phi(tau) (SPEC 2b)
+  time_embedding(params, m, tau, dim)    -> float64 [..., dim]: W_t2 silu(W_t1 phi(tau))
   lr_at(step0, train)                    -> lr of the 0-based step
   train_reference(params, config, train, rows, steps) -> (per-step records, final params)
 
 MoE (arch = "moe", and the MoT+MoE hybrid: arch = "mot" with moe_modalities) is the
 obvious loop: per row, per expert, a sort of that row's pool by the expert's score.
+
+Transfusion (SPEC 2b; a modality with kind = "continuous"): rows are then dicts
+{"tokens": [...], "images": [{"latents": [[D]...], "noise": [[D]...], "t": tau}, ...]}
+with -2 at each continuous position; images fill the maximal runs of -2 in order. The
+continuous input P_in z + temb(tau) is computed for every position and selected with
+torch.where, like everything else; the image spans' bidirectional attention is an OR
+on the mask. loss = loss_lm + diffusion_weight * loss_diffusion.
 """
 from __future__ import annotations
 
@@ -197,13 +208,51 @@ def normalize_config(cfg):
             raise ValueError(f"moe_modalities: {m!r} unknown or shared")
     if len(set(names)) != len(names):
         raise ValueError("duplicate modality names")
-    for m in mods:
-        if m.get("kind", "discrete") != "discrete":
-            raise NotImplementedError("continuous modalities not implemented in the reference")
+    mods = [dict(m) for m in mods]
+    c["modalities"] = mods
+    for i, m in enumerate(mods):
+        m.setdefault("kind", "discrete")
+        if m["kind"] == "discrete":
+            if "begin" not in m or "end" not in m:
+                raise ValueError(f"discrete modality {m['name']!r} needs begin/end")
+        elif m["kind"] == "continuous":
+            if i == 0:
+                raise ValueError("the first modality must be discrete")
+            for k in ("patch", "channels", "image_size"):
+                if int(m.get(k, 0)) <= 0:
+                    raise ValueError(f"continuous modality {m['name']!r}: bad {k}")
+                m[k] = int(m[k])
+            if m["image_size"] % m["patch"]:
+                raise ValueError(f"continuous modality {m['name']!r}: image_size % patch != 0")
+            if m["name"] in c["share"] or m["name"] in c["share"].values():
+                raise NotImplementedError("reference: a continuous modality in the share table")
+        else:
+            raise ValueError(f"modality {m['name']!r}: bad kind {m['kind']!r}")
+    if len(continuous_modalities(c)) > 1:
+        raise NotImplementedError("reference: more than one continuous modality")
+    if continuous_modalities(c) and c["moe_modalities"] or continuous_modalities(c) and c["arch"] == "moe":
+        raise NotImplementedError("reference: MoE with a continuous modality")
+    c.setdefault("diffusion_steps", 1000)
+    c.setdefault("diffusion_weight", 5.0)
+    c["diffusion_steps"] = int(c["diffusion_steps"])
+    c["diffusion_weight"] = float(c["diffusion_weight"])
     for k, v in c["share"].items():
         if k not in names or v not in names:
             raise ValueError(f"share {k}->{v}: unknown modality")
     return c
+
+
+def continuous_modalities(config):
+    return [m for m in config["modalities"] if m.get("kind", "discrete") == "continuous"]
+
+
+def latent_dim(m):
+    """patch^2 * channels of a continuous modality."""
+    return m["patch"] * m["patch"] * m["channels"]
+
+
+def patches_per_image(m):
+    return (m["image_size"] // m["patch"]) ** 2
 
 
 def config_from_metadata(metadata):
@@ -279,6 +328,12 @@ def param_shapes(config):
                 shapes[n.replace(".w1", ".w2")] = [d, F]
     for _, n in _names(c, "norm", "norm"):
         shapes[n] = [d]
+    for m in continuous_modalities(c):
+        D = latent_dim(m)
+        shapes[f"patch_in.{m['name']}.weight"] = [d, D]
+        shapes[f"patch_out.{m['name']}.weight"] = [D, d]
+        shapes[f"time_embed.{m['name']}.w1.weight"] = [d, d]
+        shapes[f"time_embed.{m['name']}.w2.weight"] = [d, d]
     return shapes
 
 
@@ -290,6 +345,8 @@ def token_modality(config, tokens):
     """Modality index (into config['modalities']) of each token; -1 -> -1."""
     mi = torch.full_like(tokens, -1)
     for k, m in enumerate(config["modalities"]):
+        if m.get("kind", "discrete") != "discrete":
+            continue
         sel = (tokens >= m["begin"]) & (tokens < m["end"])
         mi = torch.where(sel, torch.full_like(tokens, k), mi)
     return mi
@@ -344,33 +401,162 @@ def _check_rows(rows):
                 raise ValueError(f"row {r}: -1 not at the end")
 
 
-def forward_loss(params, config, rows):
-    """params: {name: tensor} (any float dtype; used as given, so pass float64 leaves
-    with requires_grad for gradients). rows: list of token lists padded with -1.
+# ---------------------------------------------------------------------------------
+# Transfusion pieces (SPEC 2b)
+# ---------------------------------------------------------------------------------
 
-    Returns dict(loss (0-d tensor), loss_by_modality {name: 0-d tensor},
-    targets int, targets_by_modality {name: int})."""
+def cosine_alpha_bar(T):
+    """alpha-bar_tau for tau = 0..T-1 of the cosine schedule, float64 [T]:
+    g(x) = cos((x + 0.008) / 1.008 * pi/2)^2, beta_tau = min(1 - g((tau+1)/T) / g(tau/T), 0.999),
+    alpha-bar_tau = prod_{j <= tau} (1 - beta_j)."""
+    def g(x):
+        return math.cos((x + 0.008) / 1.008 * math.pi / 2) ** 2
+    out, acc = [], 1.0
+    for tau in range(T):
+        beta = min(1.0 - g((tau + 1) / T) / g(tau / T), 0.999)
+        acc *= (1.0 - beta)
+        out.append(acc)
+    return torch.tensor(out, dtype=DTYPE)
+
+
+def timestep_features(tau, dim):
+    """phi(tau): [..., dim] float64; cos(tau f_j) for j < dim/2, then sin(tau f_j),
+    f_j = 10000^(-j / (dim/2))."""
+    half = dim // 2
+    f = 10000.0 ** (-torch.arange(half, dtype=DTYPE) / half)
+    ang = torch.as_tensor(tau, dtype=DTYPE).unsqueeze(-1) * f
+    return torch.cat([torch.cos(ang), torch.sin(ang)], dim=-1)
+
+
+def time_embedding(params, m, tau, dim):
+    """temb(tau) = W_t2 silu(W_t1 phi(tau)) with modality m's time_embed tensors."""
+    phi = timestep_features(tau, dim)
+    w1 = params[f"time_embed.{m}.w1.weight"].to(DTYPE)
+    w2 = params[f"time_embed.{m}.w2.weight"].to(DTYPE)
+    return linear(torch.nn.functional.silu(linear(phi, w1)), w2)
+
+
+def _runs(tokens, value):
+    """[(begin, end)] of the maximal runs of `value` in a list."""
+    out, t = [], 0
+    while t < len(tokens):
+        if tokens[t] == value:
+            b = t
+            while t < len(tokens) and tokens[t] == value:
+                t += 1
+            out.append((b, t))
+        else:
+            t += 1
+    return out
+
+
+def _parse_rows(config, rows):
+    """rows: token lists (padded to equal length, as before) or Transfusion dicts (any
+    lengths; padded here). Returns (tok [B, T] long with -1 padding and -2 continuous
+    entries, cont) where cont is None for plain rows, else dict(z0 [B,T,D] clean latents,
+    noise [B,T,D], tau [B,T] long, span [B,T] long: image index within the batch or -1)."""
+    if not any(isinstance(r, dict) for r in rows):
+        _check_rows(rows)
+        if any(t == -2 for r in rows for t in r):
+            raise ValueError("-2 (continuous entry) in a plain token row")
+        return torch.tensor(rows, dtype=torch.long), None
+    toks = [list(r["tokens"]) if isinstance(r, dict) else list(r) for r in rows]
+    imgs = [list(r.get("images") or []) if isinstance(r, dict) else [] for r in rows]
+    L = max(len(t) for t in toks)
+    cms = continuous_modalities(config)
+    B = len(rows)
+    Dl = latent_dim(cms[0]) if cms else 0
+    z0 = torch.zeros(B, L, Dl, dtype=DTYPE)
+    noise = torch.zeros(B, L, Dl, dtype=DTYPE)
+    tau = torch.zeros(B, L, dtype=torch.long)
+    span = torch.full((B, L), -1, dtype=torch.long)
+    n_span = 0
+    for r, (tk, im) in enumerate(zip(toks, imgs)):
+        n = len(tk)
+        while n and tk[n - 1] == -1:
+            n -= 1
+        if any(t == -1 for t in tk[:n]):
+            raise ValueError(f"row {r}: -1 not at the end")
+        if any(t < -2 for t in tk):
+            raise ValueError(f"row {r}: bad entry")
+        runs = _runs(tk[:n], -2)
+        if runs and not cms:
+            raise ValueError(f"row {r}: continuous entries but no continuous modality")
+        if n and tk[n - 1] == -2:
+            raise ValueError(f"row {r}: a continuous entry is the row's last entry")
+        if len(runs) != len(im):
+            raise ValueError(f"row {r}: {len(runs)} runs of -2 but {len(im)} images")
+        for (b, e), img in zip(runs, im):
+            ppi = patches_per_image(cms[0])
+            if e - b != ppi:
+                raise ValueError(f"row {r}: a run of {e - b} continuous entries, not {ppi}")
+            lat = torch.tensor(img["latents"], dtype=DTYPE)
+            eps = torch.tensor(img["noise"], dtype=DTYPE)
+            if list(lat.shape) != [ppi, Dl] or list(eps.shape) != [ppi, Dl]:
+                raise ValueError(f"row {r}: latents/noise shape {list(lat.shape)}/{list(eps.shape)}")
+            t_ = int(img["t"])
+            if not 0 <= t_ < config["diffusion_steps"]:
+                raise ValueError(f"row {r}: t = {t_} outside [0, diffusion_steps)")
+            z0[r, b:e], noise[r, b:e], tau[r, b:e], span[r, b:e] = lat, eps, t_, n_span
+            n_span += 1
+    tok = torch.tensor([t + [-1] * (L - len(t)) for t in toks], dtype=torch.long)
+    return tok, {"z0": z0, "noise": noise, "tau": tau, "span": span}
+
+
+def forward_loss(params, config, rows, span_attention=True):
+    """params: {name: tensor} (any float dtype; used as given, so pass float64 leaves
+    with requires_grad for gradients). rows: list of token lists padded with -1, or of
+    Transfusion dicts {"tokens", "images"} (SPEC 2b; lengths may differ).
+    span_attention=False drops the image spans' bidirectional attention (plain causal
+    mask): NOT the model, only for tests that show a mask difference is detectable.
+
+    Returns dict(loss (0-d tensor), loss_lm, loss_diffusion (0-d tensors),
+    loss_by_modality {name: 0-d tensor}, targets int (LM targets),
+    targets_by_modality {name: int} (continuous modality: its position count),
+    nll_sum, diff_sq [B, T] (per position mean over latent dims of (eps_hat - eps)^2,
+    0 off continuous positions), is_cont [B, T] bool)."""
     c = config
-    _check_rows(rows)
-    tok = torch.tensor(rows, dtype=torch.long)
+    tok, cont = _parse_rows(c, rows)
     B, T = tok.shape
     d, H = c["dim"], c["n_heads"]
     hd = d // H
     eps = c["norm_eps"]
-    valid_in = tok >= 0
+    tok_in = tok >= 0          # token inputs
+    is_cont = tok == -2        # continuous inputs
+    valid_in = tok != -1       # every input
     mod = token_modality(c, tok)
-    if bool(((mod < 0) & valid_in).any()):
+    if bool(((mod < 0) & tok_in).any()):
         raise ValueError("token outside every modality range")
-    ows = owners(c)
     names = [m["name"] for m in c["modalities"]]
+    cms = continuous_modalities(c)
+    if cms:
+        cname = cms[0]["name"]
+        mod = torch.where(is_cont, torch.full_like(mod, names.index(cname)), mod)
+        if cont is None:  # plain token rows: no continuous entries
+            Dl = latent_dim(cms[0])
+            cont = {"z0": torch.zeros(B, T, Dl, dtype=DTYPE), "noise": torch.zeros(B, T, Dl, dtype=DTYPE),
+                    "tau": torch.zeros(B, T, dtype=torch.long),
+                    "span": torch.full((B, T), -1, dtype=torch.long)}
+    ows = owners(c)
     own_idx = torch.tensor([ows.index(owner(c, n)) for n in names], dtype=torch.long)
     pos_owner = own_idx[mod.clamp(min=0)]  # padding positions: modality 0's owner
 
     x = params["tok_embeddings.weight"].to(DTYPE)[tok.clamp(min=0)]  # [B, T, d]
+    if cms:
+        # every position gets the continuous input too; selected where the entry is -2
+        ab = cosine_alpha_bar(c["diffusion_steps"])[cont["tau"]].unsqueeze(-1)  # [B, T, 1]
+        z = torch.sqrt(ab) * cont["z0"] + torch.sqrt(1.0 - ab) * cont["noise"]
+        xc = linear(z, params[f"patch_in.{cname}.weight"].to(DTYPE)) + \
+            time_embedding(params, cname, cont["tau"], d)
+        x = torch.where(is_cont.unsqueeze(-1), xc, x)
 
     # attention mask [B, 1, T, T]
     causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
     allowed = causal.unsqueeze(0).expand(B, T, T)
+    if cont is not None and span_attention:
+        sp = cont["span"]
+        same_span = (sp[:, :, None] == sp[:, None, :]) & (sp[:, :, None] >= 0)
+        allowed = allowed | same_span
     if c["doc_mask"]:
         start = (tok == c["bos_id"])
         start[:, 0] = True
@@ -416,7 +602,7 @@ def forward_loss(params, config, rows):
     # target. The last valid token of a row is only a target: the model's input
     # sequence is the row without it (the engine never runs it), so it takes no part
     # in the experts' choice. (In dense/MoT it does not matter: attention is causal.)
-    in_pool = valid_in & torch.cat([tok[:, 1:] >= 0, torch.zeros(B, 1, dtype=torch.bool)], dim=1)
+    in_pool = valid_in & torch.cat([tok[:, 1:] != -1, torch.zeros(B, 1, dtype=torch.bool)], dim=1)
 
     def moe(base, o, xin):
         """Expert choice over each row's pool (SPEC section 2), the obvious loop."""
@@ -467,22 +653,42 @@ def forward_loss(params, config, rows):
 
     tgt = torch.full_like(tok, -1)
     tgt[:, :-1] = tok[:, 1:]
-    valid = valid_in & (tgt >= 0)
+    valid = tok_in & (tgt >= 0)   # LM targets: input and target both tokens
     tmod = token_modality(c, tgt)
     logp = torch.log_softmax(logits, dim=-1)
     nll = -logp.gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [B, T]
     n = int(valid.sum())
     vf = valid.to(DTYPE)
-    loss = (nll * vf).sum() / max(n, 1)
+    nll_sum = (nll * vf).sum()
+    loss_lm = nll_sum / max(n, 1)
     lbm, tbm = {}, {}
     for k, name in enumerate(names):
+        if c["modalities"][k].get("kind", "discrete") != "discrete":
+            continue
         sel = valid & (tmod == k)
         cnt = int(sel.sum())
         tbm[name] = cnt
         if cnt:
             lbm[name] = (nll * sel.to(DTYPE)).sum() / cnt
-    return {"loss": loss, "loss_by_modality": lbm, "targets": n, "targets_by_modality": tbm,
-            "nll_sum": (nll * vf).sum()}
+    n_cont = int(is_cont.sum())
+    if cms:
+        eps_hat = linear(x, params[f"patch_out.{cname}.weight"].to(DTYPE))  # [B, T, D]
+        diff_sq = ((eps_hat - cont["noise"]) ** 2).mean(-1) * is_cont.to(DTYPE)  # [B, T]
+        loss_diff = diff_sq.sum() / max(n_cont, 1)
+        tbm[cname] = n_cont
+        if n_cont:
+            lbm[cname] = loss_diff
+        loss = loss_lm + c["diffusion_weight"] * loss_diff
+    else:
+        diff_sq = torch.zeros(B, T, dtype=DTYPE)
+        loss_diff = torch.zeros((), dtype=DTYPE)
+        loss = loss_lm
+    # keep the modality order in the dicts
+    tbm = {m: tbm[m] for m in names if m in tbm}
+    lbm = {m: lbm[m] for m in names if m in lbm}
+    return {"loss": loss, "loss_lm": loss_lm, "loss_diffusion": loss_diff,
+            "loss_by_modality": lbm, "targets": n, "targets_by_modality": tbm,
+            "nll_sum": nll_sum, "diff_sq": diff_sq, "is_cont": is_cont}
 
 
 def to_leaves(params):
@@ -492,14 +698,16 @@ def to_leaves(params):
 
 def _floats(res):
     return {"loss": float(res["loss"]),
+            "loss_lm": float(res["loss_lm"]), "loss_diffusion": float(res["loss_diffusion"]),
             "loss_by_modality": {k: float(v) for k, v in res["loss_by_modality"].items()},
             "targets": res["targets"], "targets_by_modality": dict(res["targets_by_modality"])}
 
 
-def evaluate(params, config, rows):
+def evaluate(params, config, rows, **kw):
+    """Float results of forward_loss (kw: forward_loss's keywords)."""
     with torch.no_grad():
         return _floats(forward_loss({k: torch.as_tensor(v).to(DTYPE) for k, v in params.items()},
-                                    config, rows))
+                                    config, rows, **kw))
 
 
 def loss_and_grads(params, config, rows):
