@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "mot/cli/commands.hpp"
+#include "mot/core/error.hpp"
 #include "mot/data/format/dataset.hpp"
 #include "mot/data/format/shard.hpp"
 #include "mot/model/config.hpp"
@@ -19,6 +20,9 @@ void register_data_pack(CLI::App& data, Action& action) {
   pack->callback([po, &action] {
     action = [po] {
       RunConfig rc = load_run_config(po->config, {});
+      if (rc.model.has_continuous())
+        fail(po->config, ": a Transfusion config (continuous modality); mot data pack packs token rows only "
+             "(make Transfusion data with `mot data synth --setting transfusion`)");
       auto rows = data::read_jsonl_rows(po->input, rc.model.vocab_size);
       std::vector<uint32_t> tokens;
       std::vector<uint64_t> offsets{0};

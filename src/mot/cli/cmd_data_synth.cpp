@@ -11,6 +11,9 @@ void register_data_synth(CLI::App& data, Action& action) {
   auto* corpus = data.add_subcommand("synth", "Generate the built-in text+image corpus: scenes, captions, tokenizers, shards");
   corpus->add_option("--out", co->out, "output data directory")->required();
   corpus->add_option("--seed", co->seed, "seed (same seed -> same bytes)");
+  corpus->add_option("--setting", co->setting,
+                     "chameleon: images as VQ tokens; transfusion: images as raw pixels for diffusion (SPEC 2b)")
+      ->check(CLI::IsMember({"chameleon", "transfusion"}));
   corpus->add_option("--scenes", co->scenes, "training documents (one scene each)");
   corpus->add_option("--val-scenes", co->val_scenes, "held-out scenes (each gives a gen, a cap and a qa document)");
   corpus->add_option("--image-size", co->image_size, "image side in pixels");

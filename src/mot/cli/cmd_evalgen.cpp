@@ -53,7 +53,9 @@ void register_evalgen(CLI::App& app, Action& action) {
   sub->add_option("--temperature", o->temperature, "softmax temperature (0: greedy; default 1)");
   sub->add_option("--top-k", o->top_k, "sample among the k most likely tokens (0: all)")->check(non_negative_int());
   sub->add_option("--top-p", o->top_p, "nucleus sampling threshold in (0, 1]");
-  sub->add_option("--cfg", o->cfg, "classifier-free guidance weight for the images (0: off)");
+  sub->add_option("--cfg", o->cfg, "classifier-free guidance weight for the images (0: off; default 0, Transfusion 3)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--steps", o->steps, "DDIM steps per image (Transfusion models; default 50)")->check(int_range(1, 100000));
   sub->add_option("--batch", o->batch, "prompts per generation batch")->check(int_range(1, 4096));
   sub->add_option("--baseline", o->baseline, "score the corpus instead of a model: truth, shuffled or random")
       ->check(CLI::IsMember({"truth", "shuffled", "random"}));

@@ -1,6 +1,7 @@
 #include "mot/compare/catalog.hpp"
 
 #include <set>
+#include <string>
 
 namespace mot::compare {
 
@@ -36,7 +37,15 @@ bool in_every_run(const std::vector<Run>& runs, const std::string& key) {
 std::vector<MetricSpec> validation_metrics(const ModelConfig& model, const std::vector<Run>& runs) {
   std::vector<MetricSpec> out;
   for (const auto& m : model.modalities)
-    out.push_back({"val_loss/" + m.name, m.name + " tokens, all validation data", true});
+    out.push_back({"val_loss/" + m.name,
+                   m.continuous ? m.name + " diffusion ε-MSE, τ drawn per image, all validation data"
+                                : m.name + " tokens, all validation data",
+                   true});
+  if (model.has_continuous()) {  // Transfusion (SPEC 2b): fixed-τ diffusion buckets, comparable across runs
+    for (int tau : {100, 500, 900})
+      out.push_back({"val_loss/diffusion@" + std::to_string(tau),
+                     "image diffusion ε-MSE at τ = " + std::to_string(tau) + " (fixed noise)", true});
+  }
   // Validation sets, from the keys the runs logged ("val/<set>/loss/<modality>").
   std::set<std::string> sets;
   if (!runs.empty())

@@ -12,6 +12,8 @@
 #include "mot/core/error.hpp"
 #include "mot/core/rng.hpp"
 #include "mot/data/format/shard.hpp"
+#include "mot/evalgen/evalgen_output.hpp"
+#include "mot/evalgen/evalgen_transfusion.hpp"
 #include "mot/evalgen/scores.hpp"
 #include "mot/generate/generator.hpp"
 #include "mot/generate/prompts.hpp"
@@ -86,13 +88,6 @@ std::vector<int32_t> random_tokens(Rng& rng, int32_t lo, int32_t hi, int64_t n) 
   return t;
 }
 
-// A grid: for each of the first scenes, the corpus's image above the generated one.
-void write_grid(const std::string& path, const std::vector<data::Image>& truth, const std::vector<data::Image>& gen) {
-  const size_t n = std::min<size_t>(8, gen.size());
-  if (n == 0) return;
-  data::write_png(path, data::image_grid({{truth.begin(), truth.begin() + n}, {gen.begin(), gen.begin() + n}}, 4, 4, 64));
-}
-
 // A baseline has no model: the corpus's vocabulary stands in for its config.
 ModelConfig config_from_vocab(const std::string& dir) {
   const data::Vocab v = data::Vocab::read(dir, "not a corpus made by `mot data synth`");
@@ -104,11 +99,6 @@ ModelConfig config_from_vocab(const std::string& dir) {
   return c;
 }
 
-void add_flat(json& j, const std::string& prefix, const json& part) {
-  j[prefix] = part;
-  for (auto it = part.begin(); it != part.end(); ++it) j[prefix + "." + it.key()] = it.value();
-}
-
 }  // namespace
 
 json run_evalgen(const EvalgenOptions& o) {
@@ -116,6 +106,7 @@ json run_evalgen(const EvalgenOptions& o) {
   if (baseline == !o.model.empty()) fail("give --model, or --baseline truth|shuffled|random (not both)");
   if (o.data.empty() && baseline) fail("--baseline needs --data (the corpus)");
   const std::string dir = baseline ? o.data : tokenizer_dir(o.data, o.model);
+  if (is_transfusion_corpus(dir)) return run_evalgen_transfusion(o, dir);
   ModelConfig cfg;
   std::unique_ptr<Model> weights;
   if (baseline) {
@@ -140,7 +131,7 @@ json run_evalgen(const EvalgenOptions& o) {
   go.sampling.temperature = o.temperature;
   go.sampling.top_k = o.top_k;
   go.sampling.top_p = o.top_p;
-  go.cfg = o.cfg;
+  go.cfg = o.cfg < 0 ? 0.0 : o.cfg;  // the discrete setting's default: no guidance
   go.seed = o.seed;
   go.precision = parse_precision(o.dtype, "--dtype");
   validate_sampling(go.sampling);
@@ -222,31 +213,14 @@ json run_evalgen(const EvalgenOptions& o) {
   json j = {{"n", N},
             {"model", baseline ? json(nullptr) : json(o.model)},
             {"baseline", baseline ? json(o.baseline) : json(nullptr)},
-            {"sampling", {{"temperature", o.temperature}, {"top_k", o.top_k}, {"top_p", o.top_p}, {"cfg", o.cfg},
+            {"sampling", {{"temperature", o.temperature}, {"top_k", o.top_k}, {"top_p", o.top_p}, {"cfg", go.cfg},
                           {"seed", o.seed}}},
             {"seconds", secs}};
-  add_flat(j, "image", is.to_json());
-  add_flat(j, "caption", cs.to_json());
-  if (speech) add_flat(j, "speech", ss.to_json());
+  evalgen_detail::add_flat(j, "image", is.to_json());
+  evalgen_detail::add_flat(j, "caption", cs.to_json());
+  if (speech) evalgen_detail::add_flat(j, "speech", ss.to_json());
 
-  if (!o.out.empty()) {
-    std::error_code ec;
-    fs::create_directories(fs::path(o.out) / "images", ec);
-    if (ec) fail(o.out, ": cannot create the output directory: ", ec.message());
-    std::string lines;
-    for (size_t i = 0; i < N; ++i) {
-      char name[32];
-      std::snprintf(name, sizeof name, "%03zu.png", i);
-      data::write_png((fs::path(o.out) / "images" / name).string(), images[i]);
-      json row = {{"scene", i}, {"caption_prompt", scenes[i].caption}, {"image", std::string("images/") + name},
-                  {"caption", captions[i]}, {"references", scenes[i].references}};
-      if (speech) row["transcript"] = transcripts[i];
-      lines += row.dump() + "\n";
-    }
-    io::write_file_atomic((fs::path(o.out) / "generations.jsonl").string(), lines);
-    write_grid((fs::path(o.out) / "grid.png").string(), truth, images);
-    io::write_file_atomic((fs::path(o.out) / "evalgen.json").string(), j.dump(2) + "\n");
-  }
+  if (!o.out.empty()) evalgen_detail::write_outputs(o.out, scenes, truth, images, captions, speech ? &transcripts : nullptr, j);
   return j;
 }
 

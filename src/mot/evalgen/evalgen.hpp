@@ -24,7 +24,9 @@ struct EvalgenOptions {
   std::string out;       // "": nothing written; else images/, generations.jsonl, grid.png, evalgen.json
   int64_t n = 0;         // held-out scenes (0: all)
   int64_t batch = 32;    // prompts per generation batch
-  double temperature = 1.0, top_p = 1.0, cfg = 0.0;
+  double temperature = 1.0, top_p = 1.0;
+  double cfg = -1.0;     // guidance weight; < 0: the setting's default (discrete 0, Transfusion 3)
+  int64_t steps = 50;    // DDIM steps (Transfusion)
   int64_t top_k = 0;
   uint64_t seed = 0;
   std::string dtype = "fp32";

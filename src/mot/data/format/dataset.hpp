@@ -18,6 +18,21 @@ namespace mot::data {
 // a file that is not JSONL at all (a token shard, a binary file), named as such.
 std::vector<std::vector<int32_t>> read_jsonl_rows(const std::string& path, int64_t vocab_size);
 
+// A JSONL row of the Transfusion setting (SPEC 2b): tokens with -2 at continuous
+// positions; per image span (each maximal run of -2) its clean latents, and its τ and
+// noise when the row gives them (span_t -1 and zero noise when it does not).
+struct JsonlRow {
+  std::vector<int32_t> tokens;
+  std::vector<float> latents, noise;  // latent_dim values per -2 entry
+  std::vector<int32_t> span_t;
+};
+// Reads rows for model c: as read_jsonl_rows, and for a model with a continuous
+// modality also {"tokens": [...], "images": [{"latents": [[...]...], "noise": [[...]...],
+// "t": τ}, ...]} ("noise" and "t" together or not at all). Every image span must have the
+// modality's patches per image, every vector its latent_dim finite values, τ in
+// [0, diffusion_steps - 1], and a row may not end inside a span; errors name file and line.
+std::vector<JsonlRow> read_jsonl_data(const std::string& path, const ModelConfig& c);
+
 // The rows a data source hands out, in a deterministic order given by a cursor
 // (the number of rows already delivered), so training can resume exactly.
 class RowSource {
@@ -46,6 +61,9 @@ enum class Use { Default, Train, Validate, Evaluate, Read };
 // Windows of seq_len + 1 tokens at stride seq_len over the shards of `files`
 // (consecutive windows share one token so every token is a target once). With
 // shuffle, each epoch visits the windows in a seeded random order.
+// For a model with a continuous modality (Transfusion) a row is instead a run of whole
+// consecutive documents that fits seq_len + 1 entries, padded with -1, so no image is
+// ever cut; a longer document is an error. The shards' images fill fill_continuous().
 std::unique_ptr<RowSource> shard_source(const std::vector<std::string>& files, const ModelConfig& c,
                                         int64_t seq_len, bool shuffle, uint64_t seed, Use use = Use::Default);
 

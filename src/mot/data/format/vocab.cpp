@@ -37,8 +37,10 @@ void Vocab::write(const std::string& dir) const { io::write_file_atomic(path(dir
 std::vector<ModalityRange> Vocab::modalities(const std::string& dir) const {
   std::vector<ModalityRange> out;
   try {
-    for (const auto& m : fields.at("modalities"))
+    for (const auto& m : fields.at("modalities")) {
+      if (m.is_object() && m.value("kind", "discrete") == "continuous") continue;  // no id range
       out.push_back({m.at("name").get<std::string>(), m.at("begin").get<uint32_t>(), m.at("end").get<uint32_t>()});
+    }
   } catch (const json::exception&) {
     fail(dir, "/vocab.json: 'modalities' is not a list of {name, begin, end}");
   }

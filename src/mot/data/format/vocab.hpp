@@ -39,7 +39,8 @@ class Vocab {
   std::string bytes() const;
   void write(const std::string& dir) const;  // DIR/vocab.json, atomically
 
-  // "modalities" as shard ranges. mot::Error naming DIR unless a list of {name, begin, end}.
+  // "modalities" as shard ranges (a continuous modality, which has no id range, is left
+  // out). mot::Error naming DIR unless a list of {name, begin, end}.
   std::vector<ModalityRange> modalities(const std::string& dir) const;
   // The begin of modality `name`, if listed (malformed entries are skipped).
   std::optional<uint32_t> begin_of(const std::string& name) const;

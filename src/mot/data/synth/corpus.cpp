@@ -14,6 +14,7 @@
 #include "mot/core/rng.hpp"
 #include "mot/data/format/data_dir.hpp"
 #include "mot/data/format/vocab.hpp"
+#include "mot/data/media/latents.hpp"
 #include "mot/data/synth/scene.hpp"
 #include "mot/data/synth/speech_corpus.hpp"
 #include "mot/data/tokenize/text_tokenizer.hpp"
@@ -34,6 +35,9 @@ bool has_speech(int kind) { return kind >= kAsr; }
 
 void check_options(const CorpusOptions& o) {
   if (o.out.empty()) fail("--out DIR is required");
+  if (o.setting != "chameleon" && o.setting != "transfusion")
+    fail("--setting must be chameleon or transfusion (got '", o.setting, "')");
+  if (o.setting == "transfusion" && o.speech) fail("--speech is not available with --setting transfusion");
   if (o.scenes <= 0) fail("--scenes must be at least 1 (got ", o.scenes, ")");
   if (o.val_scenes <= 0) fail("--val-scenes must be at least 1 (got ", o.val_scenes, ")");
   if (o.scenes > 50'000'000 || o.val_scenes > 5'000'000) fail("--scenes is absurdly large (", o.scenes, ")");
@@ -161,7 +165,7 @@ Images render_images(const CorpusOptions& o, Scenes& sc) {
   }
   if (im.train.empty()) fail("synth: the mixture produced no images (raise --mix gen or cap)");
   im.patches_per_image = static_cast<size_t>(o.image_size / o.patch) * (o.image_size / o.patch);
-  if (im.train.size() * im.patches_per_image < static_cast<size_t>(o.codebook))
+  if (o.setting == "chameleon" && im.train.size() * im.patches_per_image < static_cast<size_t>(o.codebook))
     fail("synth: ", im.train.size() * im.patches_per_image, " image patches are too few for a codebook of ",
          o.codebook, " (raise --scenes or lower --codebook)");
   return im;
@@ -219,13 +223,14 @@ SpeechUnits speak_captions(const CorpusOptions& o, Scenes& sc, const Stopwatch& 
   return speech;
 }
 
-// One document to emit: its kind, text, image codes (gen, cap) and speech units (asr,
-// tts, speech).
+// One document to emit: its kind, text, image codes (gen, cap) or, in the Transfusion
+// setting, the image itself, and speech units (asr, tts, speech).
 struct Item {
   int kind;
   const std::string* text;
   const uint32_t* codes;
   const std::vector<uint32_t>* units;
+  const Image* image = nullptr;
 };
 
 // Writes the token documents as shards (train-000.shard, val-KIND.shard): text ids,
@@ -235,8 +240,10 @@ class ShardWriter {
  public:
   ShardWriter(const CorpusOptions& o, const TextTokenizer& tok, size_t patches_per_image)
       : o_(o), tok_(tok), patches_(patches_per_image), img0_(static_cast<uint32_t>(tok.vocab_size())),
-        sp0_(img0_ + static_cast<uint32_t>(o.codebook)) {  // speech units follow the image codes
-    mods_ = {{"text", 0, img0_}, {"image", img0_, sp0_}};
+        sp0_(img0_ + static_cast<uint32_t>(o.codebook)), pixels_(o.setting == "transfusion") {
+    // speech units follow the image codes; Transfusion images have no ids
+    mods_ = {{"text", 0, img0_}};
+    if (!pixels_) mods_.push_back({"image", img0_, sp0_});
     if (o.speech) mods_.push_back({"speech", sp0_, sp0_ + static_cast<uint32_t>(o.speech_units)});
   }
 
@@ -244,13 +251,18 @@ class ShardWriter {
     std::vector<uint32_t> tokens;
     std::vector<uint64_t> offsets{0};
     int64_t by_mod[3] = {0, 0, 0}, by_kind[6] = {0, 0, 0, 0, 0, 0};
+    ShardImages images{"image", static_cast<uint32_t>(o_.image_size), 3, static_cast<uint32_t>(o_.patch), {}, {}};
     for (const Item& it : docs) {
-      emit(it, tokens);
+      emit(it, tokens, images);
       offsets.push_back(tokens.size());
       by_kind[it.kind]++;
     }
     for (uint32_t t : tokens) by_mod[t >= sp0_ ? 2 : (t >= img0_ ? 1 : 0)]++;
-    write_shard(o_.out + "/" + name, mods_, tokens, offsets);
+    if (pixels_) {  // image positions hold token 0: count them as image, not text
+      by_mod[1] = static_cast<int64_t>(images.starts.size() * patches_);
+      by_mod[0] -= by_mod[1];
+    }
+    write_shard(o_.out + "/" + name, mods_, tokens, offsets, pixels_ ? &images : nullptr);
     json& s = summary["shards"][name];
     s = {{"documents", docs.size()},
          {"tokens", tokens.size()},
@@ -263,13 +275,20 @@ class ShardWriter {
   }
 
  private:
-  void emit(const Item& it, std::vector<uint32_t>& out) const {
+  void emit(const Item& it, std::vector<uint32_t>& out, ShardImages& images) const {
     auto text_ids = [&] {
       for (int id : tok_.encode(*it.text)) out.push_back(static_cast<uint32_t>(id));
     };
     auto image_ids = [&] {
       out.push_back(static_cast<uint32_t>(tok_.boi_id()));
-      for (size_t i = 0; i < patches_; ++i) out.push_back(img0_ + it.codes[i]);
+      if (pixels_) {
+        images.starts.push_back(out.size());
+        out.insert(out.end(), patches_, 0u);
+        const auto px = image_to_patch_bytes(*it.image, o_.image_size, o_.patch);
+        images.pixels.insert(images.pixels.end(), px.begin(), px.end());
+      } else {
+        for (size_t i = 0; i < patches_; ++i) out.push_back(img0_ + it.codes[i]);
+      }
       out.push_back(static_cast<uint32_t>(tok_.eoi_id()));
     };
     auto speech_ids = [&] {
@@ -291,6 +310,7 @@ class ShardWriter {
   const TextTokenizer& tok_;
   size_t patches_;
   uint32_t img0_, sp0_;
+  bool pixels_;  // Transfusion: images as pixels in the shard's image section
   std::vector<ModalityRange> mods_;
 };
 
@@ -298,16 +318,22 @@ class ShardWriter {
 json write_shards(const CorpusOptions& o, const Scenes& sc, const Images& im, const VqCodebook& vq,
                   const SpeechUnits& speech, const TextTokenizer& tok) {
   const size_t ppi = im.patches_per_image;
-  std::vector<uint32_t> train_codes(im.train.size() * ppi), val_codes(im.val.size() * ppi);
-  vq.encode_batch(im.train, train_codes.data());
-  vq.encode_batch(im.val, val_codes.data());
+  const bool pixels = o.setting == "transfusion";
+  std::vector<uint32_t> train_codes(pixels ? 0 : im.train.size() * ppi), val_codes(pixels ? 0 : im.val.size() * ppi);
+  if (!pixels) {
+    vq.encode_batch(im.train, train_codes.data());
+    vq.encode_batch(im.val, val_codes.data());
+  }
+  // The image of a document: its codes, or (Transfusion) its pixels.
+  auto codes = [&](const std::vector<uint32_t>& all, size_t k) { return pixels ? nullptr : all.data() + k * ppi; };
   const ShardWriter writer(o, tok, ppi);
   json summary;
   {
     std::vector<Item> docs;
     for (const auto& d : sc.train)
-      docs.push_back({d.kind, &d.text, has_image(d.kind) ? train_codes.data() + d.image * ppi : nullptr,
-                      has_speech(d.kind) ? &speech.train[d.utt] : nullptr});
+      docs.push_back({d.kind, &d.text, has_image(d.kind) ? codes(train_codes, d.image) : nullptr,
+                      has_speech(d.kind) ? &speech.train[d.utt] : nullptr,
+                      has_image(d.kind) ? &im.train[d.image] : nullptr});
     writer.write("train-000.shard", docs, summary);
   }
   std::vector<int> val_kinds = {kGen, kCap, kQa};
@@ -315,8 +341,8 @@ json write_shards(const CorpusOptions& o, const Scenes& sc, const Images& im, co
   for (int kind : val_kinds) {
     std::vector<Item> docs;
     for (size_t i = 0; i < sc.val.size(); ++i)
-      docs.push_back({kind, kind == kQa ? &sc.val_qa[i] : &sc.val_caption[i], val_codes.data() + sc.val[i].image * ppi,
-                      o.speech ? &speech.val[i] : nullptr});
+      docs.push_back({kind, kind == kQa ? &sc.val_qa[i] : &sc.val_caption[i], codes(val_codes, sc.val[i].image),
+                      o.speech ? &speech.val[i] : nullptr, &im.val[sc.val[i].image]});
     writer.write(cat("val-", kKindNames[kind], ".shard"), docs, summary);
   }
   return summary;
@@ -337,6 +363,13 @@ Vocab corpus_vocab(const CorpusOptions& o, const TextTokenizer& tok, size_t patc
                 {"image_size", o.image_size},
                 {"patch", o.patch},
                 {"tokens_per_image", patches_per_image}};
+  if (o.setting == "transfusion") {  // SPEC 2b: images are a continuous modality, no ids
+    vocab["vocab_size"] = V_text;
+    vocab["setting"] = "transfusion";
+    vocab["modalities"] = {{{"name", "text"}, {"begin", 0}, {"end", V_text}},
+                           {{"name", "image"}, {"kind", "continuous"}, {"patch", o.patch}, {"channels", 3},
+                            {"image_size", o.image_size}}};
+  }
   if (o.speech) {
     vocab["vocab_size"] = V_text + o.codebook + o.speech_units;
     vocab["modalities"].push_back({{"name", "speech"}, {"begin", sp0}, {"end", sp0 + o.speech_units}});
@@ -373,9 +406,13 @@ void write_val_scenes(const CorpusOptions& o, const Scenes& sc) {
 // summary.json beside the shard entries: seed, VQ quality, vocabulary sizes, speech.
 void add_summary(const CorpusOptions& o, const Psnr& psnr, int V_text, const SpeechUnits& speech, json& summary) {
   summary["seed"] = o.seed;
-  summary["vq_psnr_db"] = {{"train", psnr.train}, {"heldout", psnr.val}};
   summary["text_vocab"] = V_text;
-  summary["codebook"] = o.codebook;
+  if (o.setting == "transfusion") {
+    summary["setting"] = "transfusion";
+  } else {
+    summary["vq_psnr_db"] = {{"train", psnr.train}, {"heldout", psnr.val}};
+    summary["codebook"] = o.codebook;
+  }
   if (o.speech) {
     const auto& r = speech.reconstruction;
     summary["speech"] = {{"units", o.speech_units},
@@ -402,9 +439,18 @@ void synth_corpus(const CorpusOptions& o) {
   progress(o, cat(sc.train.size(), " training and ", sc.val.size(), " held-out scenes (", secs(), " s)"));
 
   const Images im = render_images(o, sc);
-  const VqCodebook vq = learn_vq(o, im);
-  const Psnr psnr = measure_vq(vq, im);
-  progress(o, cat("VQ reconstruction PSNR: train ", psnr.train, " dB, held-out ", psnr.val, " dB (", secs(), " s)"));
+  const bool pixels = o.setting == "transfusion";
+  VqCodebook vq;
+  Psnr psnr;
+  if (pixels) {
+    progress(o, cat("rendered ", im.train.size() + im.val.size(), " images of ", o.image_size, "x", o.image_size,
+                    "; Transfusion setting: images stay pixels (", im.patches_per_image, " patches of ", o.patch, "x",
+                    o.patch, ")"));
+  } else {
+    vq = learn_vq(o, im);
+    psnr = measure_vq(vq, im);
+    progress(o, cat("VQ reconstruction PSNR: train ", psnr.train, " dB, held-out ", psnr.val, " dB (", secs(), " s)"));
+  }
 
   const SpeechUnits speech = o.speech ? speak_captions(o, sc, secs) : SpeechUnits{};
 
@@ -415,7 +461,7 @@ void synth_corpus(const CorpusOptions& o) {
 
   json summary = write_shards(o, sc, im, vq, speech, tok);
   tok.save(o.out + "/text.model");
-  vq.save(o.out + "/vq.safetensors");
+  if (!pixels) vq.save(o.out + "/vq.safetensors");
   if (o.speech) speech.codebook.save(o.out + "/speech.safetensors");
   corpus_vocab(o, tok, im.patches_per_image, speech).write(o.out);
   write_val_scenes(o, sc);

@@ -9,6 +9,9 @@
 //   asr    speech -> text   <s> <bos_speech> units <eos_speech> caption </s>
 //   tts    text -> speech   <s> caption <bos_speech> units <eos_speech> </s>
 //   speech speech only      <s> <bos_speech> units <eos_speech> </s>
+// With setting "transfusion" (SPEC 2b) the same documents keep their images as raw pixels
+// (no VQ codebook): each image is <boi>, one continuous position per patch, <eoi>, in
+// version 2 shards (shard.hpp), and vocab.json lists image as a continuous modality.
 // Validation scenes are held out by content: a scene whose set of (shape, colour)
 // pairs hashes to the validation bucket never appears in training.
 #pragma once
@@ -22,6 +25,7 @@ namespace mot::data {
 
 struct CorpusOptions {
   std::string out;
+  std::string setting = "chameleon";  // chameleon (VQ image tokens) | transfusion (pixels)
   uint64_t seed = 1;
   int64_t scenes = 20000;     // training documents (one scene each)
   int64_t val_scenes = 500;   // held-out scenes; each becomes one gen, cap and qa document
@@ -45,7 +49,7 @@ struct CorpusOptions {
 // Validates the options (mot::Error), then writes into opt.out:
 //   train-000.shard, val-gen.shard, val-cap.shard, val-qa.shard  token shards
 //   vocab.json     vocab_size, modalities, bos/eos/boi/eoi ids, image geometry
-//   text.model     SentencePiece model      vq.safetensors  image codebook
+//   text.model     SentencePiece model      vq.safetensors  image codebook (chameleon)
 //   summary.json   documents and tokens per kind and modality, VQ PSNR
 //   val-scenes.jsonl  each held-out scene's objects, caption and CIDEr references
 // and with opt.speech also val-asr.shard, val-tts.shard, val-speech.shard and
