@@ -79,6 +79,15 @@ class Transfusion(unittest.TestCase):
             self.assertEqual(struct.unpack("<I", head[8:12])[0], 2, name)
         r = run(["data", "inspect", os.path.join(self.data, "train-000.shard")])
         self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("continuous", r.stdout)
+        png = self.w.p("show.png")
+        r = run(["data", "show", self.data, "--split", "val-gen", "--doc", "0", "--out", png])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("16 image positions", r.stdout)
+        with open(png, "rb") as f:
+            head = f.read(24)
+        self.assertEqual(head[:8], b"\x89PNG\r\n\x1a\n")
+        self.assertEqual(struct.unpack(">II", head[16:24]), (16, 16))
 
     def test_training_logs_both_objectives_and_diffusion_falls(self):
         m = metrics(self.w.p("straight"))

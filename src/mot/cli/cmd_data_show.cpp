@@ -15,6 +15,7 @@
 #include "mot/data/format/shard.hpp"
 #include "mot/data/format/vocab.hpp"
 #include "mot/data/media/image.hpp"
+#include "mot/data/media/latents.hpp"
 #include "mot/data/synth/corpus.hpp"
 #include "mot/data/tokenize/unit_codebook.hpp"
 #include "mot/data/tokenize/vq.hpp"
@@ -74,6 +75,26 @@ void write_images(const std::string& dir, int64_t doc, const std::vector<std::ve
   }
 }
 
+// Transfusion corpora (version 2 shards): document doc's images straight from the
+// shard's pixels, enlarged `scale` times, as OUT (several: OUT-1.png, ...).
+void write_pixel_images(const data::Shard& s, uint64_t b, uint64_t e, const std::string& out, int scale) {
+  std::vector<data::Image> images;
+  for (size_t k = s.first_image_at_or_after(b); k < s.n_images() && s.image_start(k) < e; ++k) {
+    std::vector<float> z;
+    for (uint8_t v : s.image_pixels(k)) z.push_back(v / 127.5f - 1.0f);
+    images.push_back(data::latents_to_image(z.data(), static_cast<int>(s.image_size()), static_cast<int>(s.image_patch())));
+  }
+  for (size_t i = 0; i < images.size(); ++i) {
+    std::string path = out;
+    if (images.size() > 1) {
+      auto dot = path.rfind(".png");
+      path = (dot == std::string::npos ? path : path.substr(0, dot)) + "-" + std::to_string(i + 1) + ".png";
+    }
+    data::write_png(path, data::upscale(images[i], scale));
+    std::printf("wrote %s\n", path.c_str());
+  }
+}
+
 }  // namespace
 
 void register_data_show(CLI::App& data, Action& action) {
@@ -94,17 +115,24 @@ void register_data_show(CLI::App& data, Action& action) {
         fail("--doc ", sh->doc, " is out of range: ", name, " holds ", s.n_docs(), " documents");
       const uint64_t b = s.doc_offset(sh->doc), e = s.doc_offset(sh->doc + 1);
       std::vector<uint32_t> toks;
-      for (uint64_t i = b; i < e; ++i) toks.push_back(s.token(i));
+      std::vector<int32_t> entries(e - b);
+      s.read_tokens(b, e - b, entries.data());
+      size_t image_positions = 0;
+      for (int32_t t : entries) {
+        if (t == data::kShardImageEntry) ++image_positions;  // a Transfusion image: pixels, not ids
+        else toks.push_back(static_cast<uint32_t>(t));
+      }
       const data::DecodedDoc d = data::decode_document(sh->dir, toks);
-      std::printf("%s document %lld (%zu tokens): %s\n", name.c_str(), static_cast<long long>(sh->doc), toks.size(),
-                  d.text.c_str());
+      std::printf("%s document %lld (%zu tokens%s): %s\n", name.c_str(), static_cast<long long>(sh->doc), toks.size(),
+                  image_positions ? cat(", ", image_positions, " image positions").c_str() : "", d.text.c_str());
       show_speech(sh->dir, name, sh->doc, d.speech, sh->wav);
       if (d.images.empty()) return 0;
       if (sh->out.empty()) {
         std::printf("(%zu image(s); pass --out F.png to write them)\n", d.images.size());
         return 0;
       }
-      write_images(sh->dir, sh->doc, d.images, sh->out, sh->scale);
+      if (s.n_images() > 0) write_pixel_images(s, b, e, sh->out, sh->scale);
+      else write_images(sh->dir, sh->doc, d.images, sh->out, sh->scale);
       return 0;
     };
   });

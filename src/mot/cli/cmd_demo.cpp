@@ -84,7 +84,7 @@ void register_demo(CLI::App& app, Action& action) {
       if (sub->count("--data") == 0) o->data = "data/" + name;
       if (sub->count("--out") == 0) o->out = "runs/demo-" + name;
     }
-    action = [o] {
+    action = [o, transfusion] {
       if (!fs::exists(o->config)) fail(o->config, ": config not found (run from the repository root or pass --config)");
       if (!data::Vocab::exists(o->data)) {
         std::fprintf(stderr, "demo: generating the built-in corpus in %s\n", o->data.c_str());

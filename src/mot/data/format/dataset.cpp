@@ -114,6 +114,13 @@ std::vector<JsonlRow> parse_jsonl(const std::string& path, int64_t vocab_size, c
     f.clear();
     f.seekg(0);
   }
+  return parse_jsonl_stream(f, path, vocab_size, c);
+}
+
+}  // namespace
+
+std::vector<JsonlRow> parse_jsonl_stream(std::istream& f, const std::string& path, int64_t vocab_size,
+                                         const ModelConfig* c) {
   const bool continuous = c && c->has_continuous();
   const bool jsonl_name = fs::path(path).extension() == ".jsonl";
   std::vector<JsonlRow> rows;
@@ -159,8 +166,6 @@ std::vector<JsonlRow> parse_jsonl(const std::string& path, int64_t vocab_size, c
   if (rows.empty()) fail(path, ": no data (the file holds no token rows)");
   return rows;
 }
-
-}  // namespace
 
 std::vector<std::vector<int32_t>> read_jsonl_rows(const std::string& path, int64_t vocab_size) {
   std::vector<std::vector<int32_t>> out;

@@ -2,6 +2,7 @@
 // directories (format in shard.hpp / README.md), both delivered as TokenBatch rows.
 #pragma once
 #include <cstdint>
+#include <istream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +33,10 @@ struct JsonlRow {
 // modality's patches per image, every vector its latent_dim finite values, τ in
 // [0, diffusion_steps - 1], and a row may not end inside a span; errors name file and line.
 std::vector<JsonlRow> read_jsonl_data(const std::string& path, const ModelConfig& c);
+// The parser itself, on a stream named `origin` in messages (c null: token rows only, as
+// read_jsonl_rows); for the fuzzer.
+std::vector<JsonlRow> parse_jsonl_stream(std::istream& in, const std::string& origin, int64_t vocab_size,
+                                         const ModelConfig* c);
 
 // The rows a data source hands out, in a deterministic order given by a cursor
 // (the number of rows already delivered), so training can resume exactly.
