@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduces the comparisons under results/ (issue 6): dense vs MoT vs MoE-4x on the
-# built-in corpus at two sizes, 2 seeds each, 2 runs at a time on a 2-core machine.
+# Reproduces the comparisons under results/ (issues 6, 15): dense vs MoT vs MoE-4x on the
+# built-in corpus at two sizes, dense vs MoT in the Transfusion setting, 2 seeds each, 2 runs at a time on a 2-core machine.
 # Run from the repository root after scripts/build. Runs go to runs/results-*; the
 # reports, plots, resolved configs and every run's metrics are copied to results/*.
 set -euo pipefail
@@ -19,7 +19,14 @@ MOT=${MOT_BIN:-build/mot}
 "$MOT" compare --config configs/small.toml --data data/small --variants dense,mot,moe --seeds 2 \
   --out runs/results-small
 
-for size in tiny small; do
+# The Transfusion setting (SPEC 2b; issue 15): configs/small-transfusion.toml (d160 L5
+# H5 F448, T 128, 16 rows, 4000 steps) on the demo's Transfusion corpus (24x24 images as
+# 36 pixel patches of 48 values), dense vs MoT, 2 seeds; about 42 minutes.
+[ -f data/transfusion/vocab.json ] || "$MOT" data synth --setting transfusion --out data/transfusion --image-size 24
+"$MOT" compare --config configs/small-transfusion.toml --data data/transfusion --variants dense,mot --seeds 2 \
+  --out runs/results-transfusion
+
+for size in tiny small transfusion; do
   src=runs/results-$size dst=results/$size
   rm -rf "$dst" && mkdir -p "$dst"
   cp "$src"/report.md "$src"/*.png "$src"/compare.json "$dst"/
@@ -28,5 +35,7 @@ for size in tiny small; do
     rel=${run#"$src"/}
     mkdir -p "$dst/$rel"
     cp "$run"/metrics.jsonl "$dst/$rel"
+    # evalgen's grid (the corpus's images above the run's own) and scores, where scored
+    if [ -f "$run"/evalgen/grid.png ]; then cp "$run"/evalgen/grid.png "$run"/evalgen/evalgen.json "$dst/$rel"; fi
   done
 done

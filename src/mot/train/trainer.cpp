@@ -220,7 +220,8 @@ Model make_model(const RunConfig& rc, int64_t row_len) {
 // What one optimizer step measured.
 struct StepResult {
   int64_t done = 0;     // steps done after it
-  int64_t targets = 0;  // tokens predicted
+  int64_t targets = 0;    // tokens predicted (loss/lm's count)
+  int64_t positions = 0;  // positions trained: targets, plus continuous (image) positions
   double loss = 0, grad_norm = 0, lr = 0, ms = 0;
 };
 
@@ -358,7 +359,11 @@ StepResult Trainer::one_step(int64_t step) {
   LossSums counts;  // what the step's mean losses are means over
   counts.reset(mc_.n_modalities());
   counts.targets = r.targets;
-  for (const auto& mb : micro_) counts.diffusion_values += count_continuous(mb) * mc_.latent_dim();
+  r.positions = r.targets;
+  for (const auto& mb : micro_) {
+    counts.diffusion_values += count_continuous(mb) * mc_.latent_dim();
+    r.positions += count_continuous(mb);
+  }
   const LossScale scale = counts.scale(mc_);
   try {
     for (auto& mb : micro_) model_.run(mb, true, scale, sums_);
@@ -374,7 +379,7 @@ StepResult Trainer::one_step(int64_t step) {
   r.lr = lr_at(tc_, step);
   adamw_step(model_, tc_, r.lr, step + 1);
   r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  tokens_total_ += r.targets;
+  tokens_total_ += r.positions;
   r.done = state_.step = step + 1;
   return r;
 }
@@ -395,8 +400,8 @@ int64_t Trainer::next_batches() {
 // Writes the metrics line of a step, validating on eval steps, then prints the step
 // (and validation) lines.
 void Trainer::evaluate_and_log(const StepResult& r) {
-  json line = {{"step", r.done}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm}, {"tokens", r.targets},
-               {"ms", r.ms}, {"tokens_per_s", r.targets / (r.ms / 1000.0)}};
+  json line = {{"step", r.done}, {"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm}, {"tokens", r.positions},
+               {"ms", r.ms}, {"tokens_per_s", r.positions / (r.ms / 1000.0)}};
   loss_keys(mc_, sums_, "loss", line);
   line["loss"] = r.loss;
   const bool do_eval =
@@ -407,7 +412,7 @@ void Trainer::evaluate_and_log(const StepResult& r) {
   if (r.done % tc_.log_every == 0 || r.done == tc_.steps || r.done == start_step_ + 1) {
     std::printf("step %6lld/%lld | loss %.4f |%s | lr %.2e | gnorm %.3f | %.1f ms | %.0f tok/s\n",
                 static_cast<long long>(r.done), static_cast<long long>(tc_.steps), r.loss,
-                modality_losses(mc_, sums_).c_str(), r.lr, r.grad_norm, r.ms, r.targets / (r.ms / 1000.0));
+                modality_losses(mc_, sums_).c_str(), r.lr, r.grad_norm, r.ms, r.positions / (r.ms / 1000.0));
     flush_stdout();
   }
   if (do_eval) {
