@@ -118,13 +118,11 @@ json run_evalgen(const EvalgenOptions& o) {
   }
   const PromptCodec codec(dir, cfg);
   const TokenGrammar& g = codec.grammar();
-  std::vector<HeldOutScene> scenes = read_val_scenes(dir);
-  if (o.n > 0 && static_cast<size_t>(o.n) < scenes.size()) scenes.resize(static_cast<size_t>(o.n));
+  evalgen_detail::HeldOut held = evalgen_detail::open_held_out(dir, o.n);
+  const std::vector<HeldOutScene>& scenes = held.scenes;
   const size_t N = scenes.size();
-  const data::Shard gen_shard = data::Shard::open(dir + "/val-gen.shard");
-  const data::Shard cap_shard = data::Shard::open(dir + "/val-cap.shard");
-  if (gen_shard.n_docs() < N || cap_shard.n_docs() < N)
-    fail(dir, ": val-gen/val-cap shards hold fewer documents than val-scenes.jsonl has scenes");
+  const data::Shard& gen_shard = held.gen;
+  const data::Shard& cap_shard = held.cap;
   const bool speech = g.has_speech() && fs::exists(dir + "/val-asr.shard");
 
   GenerationOptions go;

@@ -21,6 +21,15 @@ void write_grid(const std::string& path, const std::vector<data::Image>& truth, 
 }
 }  // namespace
 
+HeldOut open_held_out(const std::string& dir, int64_t n) {
+  std::vector<HeldOutScene> scenes = read_val_scenes(dir);
+  if (n > 0 && static_cast<size_t>(n) < scenes.size()) scenes.resize(static_cast<size_t>(n));
+  HeldOut h{std::move(scenes), data::Shard::open(dir + "/val-gen.shard"), data::Shard::open(dir + "/val-cap.shard")};
+  if (h.gen.n_docs() < h.scenes.size() || h.cap.n_docs() < h.scenes.size())
+    fail(dir, ": val-gen/val-cap shards hold fewer documents than val-scenes.jsonl has scenes");
+  return h;
+}
+
 void add_flat(json& j, const std::string& prefix, const json& part) {
   j[prefix] = part;
   for (auto it = part.begin(); it != part.end(); ++it) j[prefix + "." + it.key()] = it.value();

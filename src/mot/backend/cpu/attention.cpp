@@ -160,6 +160,26 @@ thread_local Scratch tls;
 
 }  // namespace
 
+// Σ p[lo, hi) (lo < hi) in an order that depends on lo and hi alone: 8 lanes by column
+// index mod 8 over whole vectors from lo rounded down to 8, other lanes masked, then a
+// fixed reduction. A vectorised reduction over the tile's nc columns would group the
+// terms by nc, which is the query tile's extent: a query alone against the KV cache
+// (generation) and the same query inside its whole prefix would then round its softmax
+// denominator differently once nc spans two vectors.
+inline float masked_sum(const float* p, int lo, int hi) {
+  using attn_tiles::splat;
+  using attn_tiles::v8;
+  typedef int32_t v8i __attribute__((vector_size(32)));
+  const v8i iota = {0, 1, 2, 3, 4, 5, 6, 7};
+  v8 acc = splat(0.0f);
+  for (int j = lo / 8 * 8; j < hi; j += 8) {
+    const v8i idx = iota + j;
+    const v8 x = *reinterpret_cast<const v8*>(p + j);
+    acc += ((idx >= lo) & (idx < hi)) ? x : splat(0.0f);
+  }
+  return ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+}
+
 void attention_forward(const AttnShape& s, const float* Q, const float* K, const float* V, const KeyRanges& kr,
                        float* O, float* lse) {
   prof::Scope prof_scope(prof::AttentionForward);
@@ -195,8 +215,8 @@ void attention_forward(const AttnShape& s, const float* Q, const float* K, const
         const Range keys = keys_seen(lo, hi, i0, i0 + nr, 0, Lk);
         for (int64_t j0 = keys.lo / kBc * kBc; j0 < keys.hi; j0 += kBc) {
           // Keys after the tile's last visible one are not read (for causal ranges: past
-          // the diagonal). nc also sets how the row sums below are vectorised, hence their
-          // rounding: widening it would change results in the last bits.
+          // the diagonal). The row sums below do not depend on nc (masked_sum), so a query
+          // gets the same bits whichever other queries share its tile.
           const int64_t nc = std::min(keys.hi, j0 + kBc) - j0;
           if (!any_sees(lo, hi, i0, i0 + nr, j0, j0 + nc)) continue;  // a gap between the rows' ranges
           const int ncj = static_cast<int>(nc);
@@ -213,13 +233,12 @@ void attention_forward(const AttnShape& s, const float* Q, const float* K, const
               continue;
             }
             const float mx = std::max(m[r], masked_max(p, vlo, vhi));
-            float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
+#pragma omp simd
             for (int j = 0; j < ncj; ++j) {
               const float e = fast_exp(p[j] - mx);
               p[j] = (j >= vlo && j < vhi) ? e : 0.0f;
-              sum += p[j];
             }
+            const float sum = masked_sum(p, vlo, vhi);
             const float corr = fast_exp(m[r] - mx);  // 0 on the row's first visible tile (m = -inf)
             m[r] = mx;
             l[r] = l[r] * corr + sum;
