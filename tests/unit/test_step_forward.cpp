@@ -44,6 +44,9 @@ const std::vector<std::vector<int32_t>> kRows = {
     {1, 5, 9, 2, 41, 47, 50, 63, 44, 3, 7, 1, 8, 12, 45, 46, 52, 40, 6, 11, 13, 2, 4, 9},
     {1, 30, 41, 42, 43, 44, 45, 46, 20, 21, 22, 23, 50, 51, 52, 53, 10, 11, 12, 60, 61, 62, 3, 4}};
 
+// The rows step_batch and check_bit_identical use (kRows unless a test swaps in others).
+const std::vector<std::vector<int32_t>>* g_rows = &kRows;
+
 mot::TokenBatch tokens_of(int64_t len) {  // each row's first len tokens
   mot::TokenBatch b;
   b.rows = static_cast<int64_t>(kRows.size());
@@ -54,10 +57,10 @@ mot::TokenBatch tokens_of(int64_t len) {  // each row's first len tokens
 
 // Positions [p0, p1) of every row, after p0 cached keys.
 void step_batch(const ModelConfig& c, int64_t p0, int64_t p1, mot::Batch& b) {
-  b.resize(static_cast<int64_t>(kRows.size()), p1 - p0);
-  b.past.assign(kRows.size(), static_cast<int32_t>(p0));
-  for (size_t r = 0; r < kRows.size(); ++r) {
-    const auto& row = kRows[r];
+  b.resize(static_cast<int64_t>((*g_rows).size()), p1 - p0);
+  b.past.assign((*g_rows).size(), static_cast<int32_t>(p0));
+  for (size_t r = 0; r < (*g_rows).size(); ++r) {
+    const auto& row = (*g_rows)[r];
     b.row_len[r] = static_cast<int32_t>(p1 - p0);
     int32_t doc = 0;
     for (int64_t t = 0; t < p1; ++t) {
@@ -133,7 +136,7 @@ TEST(StepForward, MotPostNormMatchesFullRow) { check_steps(make("mot", true, "po
 // same logits, bit for bit, whether a row's last position runs alone against the KV
 // cache or inside its whole prefix, and whatever the other rows are.
 void check_bit_identical(const ModelConfig& c, mot::Precision prec) {
-  const int64_t rows = static_cast<int64_t>(kRows.size()), len = static_cast<int64_t>(kRows[0].size());
+  const int64_t rows = static_cast<int64_t>((*g_rows).size()), len = static_cast<int64_t>((*g_rows)[0].size());
   mot::Model full(c, rows, len, false, prec);
   mot::init_params(c, full.table(), full.params(), 11);
   mot::Model step(c, rows, len, false, prec);
@@ -190,6 +193,25 @@ TEST(StepForward, BatchInvariantDecodingIsBitIdentical) {
   moe.n_experts = 4;
   check_bit_identical(moe, mot::Precision::fp32);
   check_bit_identical(moe, mot::Precision::bf16);
+}
+
+// Rows long enough that a query sees several 16-key panels and more than one 16-lane
+// vector of keys: the softmax sums of a query alone against the cache and of the same
+// query in its prefix must still round alike (they once grouped terms by the tile's key
+// extent, which differs between the two from 16 keys on AVX2 and 32 on AVX-512).
+TEST(StepForward, BatchInvariantDecodingIsBitIdenticalOnLongRows) {
+  std::vector<std::vector<int32_t>> rows(2);
+  for (int t = 0; t < 80; ++t) {
+    rows[0].push_back(t == 0 || t == 45 ? 1 : (t * 7 + 3) % 39 + 1 == 1 ? 2 : (t * 7 + 3) % 39 + 1);
+    rows[1].push_back(t == 0 ? 1 : (t % 20 < 8 ? 40 + (t * 5) % 24 : 2 + (t * 11) % 37));
+  }
+  g_rows = &rows;
+  for (auto [arch, prec] : {std::pair{"dense", mot::Precision::fp32}, std::pair{"mot", mot::Precision::bf16}}) {
+    ModelConfig c = make(arch, true, "pre");
+    c.max_seq_len = 128;
+    check_bit_identical(c, prec);
+  }
+  g_rows = &kRows;
 }
 
 TEST(StepForward, RefusesBadCacheUse) {
