@@ -81,7 +81,7 @@ void write_pixel_images(const data::Shard& s, uint64_t b, uint64_t e, const std:
   std::vector<data::Image> images;
   for (size_t k = s.first_image_at_or_after(b); k < s.n_images() && s.image_start(k) < e; ++k) {
     std::vector<float> z;
-    for (uint8_t v : s.image_pixels(k)) z.push_back(v / 127.5f - 1.0f);
+    data::append_patch_latents(s.image_pixels(k), z);
     images.push_back(data::latents_to_image(z.data(), static_cast<int>(s.image_size()), static_cast<int>(s.image_patch())));
   }
   for (size_t i = 0; i < images.size(); ++i) {

@@ -9,6 +9,7 @@
 #include "mot/core/rng.hpp"
 #include "mot/data/format/shard.hpp"
 #include "mot/data/format/vocab.hpp"
+#include "mot/data/media/latents.hpp"
 #include "mot/evalgen/evalgen_output.hpp"
 #include "mot/evalgen/scores.hpp"
 #include "mot/generate/diffusion_sampler.hpp"
@@ -40,7 +41,7 @@ std::vector<float> doc_image(const data::Shard& s, size_t i, const std::string& 
   if (k >= s.n_images() || s.image_start(k) >= s.doc_offset(i + 1))
     fail(name, ": document ", i, " has no image (not a Transfusion corpus made by `mot data synth`)");
   std::vector<float> z;
-  for (uint8_t v : s.image_pixels(k)) z.push_back(v / 127.5f - 1.0f);
+  data::append_patch_latents(s.image_pixels(k), z);
   return z;
 }
 

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mot/core/error.hpp"
+#include "mot/data/media/latents.hpp"
 
 namespace mot::data {
 
@@ -213,10 +214,6 @@ class JsonlSource final : public RowSource {
   std::vector<JsonlRow> rows_;
 };
 
-// The Transfusion setting's pixel bytes -> latent values (SPEC 2b: v / 127.5 - 1), as
-// data/media/latents.cpp computes them.
-inline float pixel_latent(uint8_t v) { return v / 127.5f - 1.0f; }
-
 class ShardSource final : public RowSource {
  public:
   ShardSource(const std::vector<std::string>& files, const ModelConfig& c, int64_t seq_len, bool shuffle,
@@ -278,8 +275,7 @@ class ShardSource final : public RowSource {
     const Row& r = rows_[window(index)];
     const Shard& s = shards_[r.shard];
     for (size_t k = s.first_image_at_or_after(r.begin); k < s.n_images() && s.image_start(k) < r.end; ++k) {
-      const auto px = s.image_pixels(k);
-      for (uint8_t v : px) latents.push_back(pixel_latent(v));
+      append_patch_latents(s.image_pixels(k), latents);
       noise.resize(latents.size(), 0.0f);
       span_t.push_back(-1);
     }

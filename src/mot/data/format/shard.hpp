@@ -45,7 +45,6 @@ struct ShardImages {
   uint32_t image_size = 0, channels = 0, patch = 0;
   std::vector<uint64_t> starts;
   std::vector<uint8_t> pixels;
-  uint32_t positions() const { return patch ? (image_size / patch) * (image_size / patch) : 0; }
   size_t bytes_per_image() const { return size_t{image_size} * image_size * channels; }
 };
 

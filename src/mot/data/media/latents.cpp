@@ -30,7 +30,7 @@ void check(const Image& img, int size, int patch) {
 std::vector<float> image_to_latents(const Image& img, int size, int patch) {
   check(img, size, patch);
   std::vector<float> out(static_cast<size_t>(size) * size * 3);
-  for_each_latent(size, patch, [&](int x, int y, int ch, int64_t k) { out[k] = img.at(x, y)[ch] / 127.5f - 1.0f; });
+  for_each_latent(size, patch, [&](int x, int y, int ch, int64_t k) { out[k] = pixel_latent(img.at(x, y)[ch]); });
   return out;
 }
 

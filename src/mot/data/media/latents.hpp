@@ -4,6 +4,7 @@
 // channels) only, the images every media reader here produces.
 #pragma once
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "mot/data/media/image.hpp"
@@ -16,5 +17,13 @@ std::vector<float> image_to_latents(const Image& img, int size, int patch);
 Image latents_to_image(const float* latents, int size, int patch);
 // Pixel bytes in latent order, for shards: the same layout as image_to_latents, unscaled.
 std::vector<uint8_t> image_to_patch_bytes(const Image& img, int size, int patch);
+
+// One pixel byte as a latent value: v / 127.5 - 1.
+inline float pixel_latent(uint8_t v) { return v / 127.5f - 1.0f; }
+// Bytes already in latent order (image_to_patch_bytes, a shard's images) as latents,
+// appended to `out`.
+inline void append_patch_latents(std::span<const uint8_t> bytes, std::vector<float>& out) {
+  for (uint8_t v : bytes) out.push_back(pixel_latent(v));
+}
 
 }  // namespace mot::data
