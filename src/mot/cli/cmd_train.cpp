@@ -14,6 +14,10 @@ void register_train(CLI::App& app, Action& action) {
   sub->add_option("--set", o->overrides, "override a config key: table.key=value (repeatable)");
   sub->add_option("--init", o->init_path, "start from the weights of this model file");
   sub->add_option("--stop-at", o->stop_at, "save and stop after this step (resume later)")->check(positive_int());
+  sub->add_option("--comm-timeout", o->comm_timeout,
+                  "data-parallel runs (mpirun/srun): seconds a rank waits for the others before the job ends "
+                  "with an error (default 300)")
+      ->check(CLI::PositiveNumber);
   sub->callback([o, &action] { action = [o] { return run_training(*o); }; });
 }
 

@@ -32,7 +32,7 @@ const ModelConfig& fitted(const ModelConfig& c, int64_t rows, int64_t len, bool 
 }  // namespace
 
 Model::Model(const ModelConfig& cfg, int64_t max_rows, int64_t max_len, bool training, Precision precision,
-             Device device)
+             Device device, size_t moment_floats)
     : cfg_(fitted(cfg, max_rows, max_len, training, precision)),
       table_(build_param_table(cfg)),
       training_(training),
@@ -40,6 +40,7 @@ Model::Model(const ModelConfig& cfg, int64_t max_rows, int64_t max_len, bool tra
       max_rows_(max_rows),
       max_len_(max_len) {
   max_n_ = max_rows * (max_len - 1);
+  moment_floats_ = moment_floats > 0 ? std::min(moment_floats, table_.total) : table_.total;
   // Loss chunk: enough rows to keep the output GEMM efficient, few enough that a
   // chunk of logits stays small (about 8 MiB).
   chunk_ = std::clamp<int64_t>((int64_t{2} << 20) / cfg.vocab_size, 16, 1024);
@@ -79,8 +80,8 @@ void Model::carve(Arena& a) {
   }
   if (training_) {
     grads_ = a.alloc<float>(P);
-    adam_m_ = a.alloc<float>(P);
-    adam_v_ = a.alloc<float>(P);
+    adam_m_ = a.alloc<float>(moment_floats_);
+    adam_v_ = a.alloc<float>(moment_floats_);
   }
   const bool post = cfg_.post_norm(), moe = cfg_.has_moe();
   const int64_t E = cfg_.n_experts;
@@ -194,8 +195,12 @@ void Model::run(const Batch& batch, bool backward, const LossScale& scale, LossS
   times_.forward += std::chrono::duration<double>(t1 - t0).count();
   times_.head += std::chrono::duration<double>(t2 - t1).count();
   if (!backward) return;
-  for (int l = cfg_.n_layers - 1; l >= 0; --l) backward_layer(l);
+  for (int l = cfg_.n_layers - 1; l >= 0; --l) {
+    backward_layer(l);
+    if (grads_hook_) grads_hook_(l);
+  }
   inputs_backward(batch);
+  if (grads_hook_) grads_hook_(-1);
   times_.backward += std::chrono::duration<double>(clock::now() - t2).count();
 }
 

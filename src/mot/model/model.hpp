@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <vector>
 
+#include <functional>
 #include <memory>
 
 #include "mot/backend/backend.hpp"
@@ -143,8 +144,11 @@ class Model {
   // training = false: no gradients/moments, and layers share one activation set.
   // precision: the GEMMs' compute precision; parameters, gradients, optimizer state,
   // norms, attention, softmax and loss stay fp32 either way.
+  // moment_floats: how many AdamW moment values to hold (0: every parameter's). A
+  // data-parallel rank holds only its ZeRO-1 shard's (dist/data_parallel.hpp): then
+  // adam_m()[i] belongs to parameter shard.lo + i.
   Model(const ModelConfig& cfg, int64_t max_rows, int64_t max_len, bool training,
-        Precision precision = Precision::fp32, Device device = Device::cpu);
+        Precision precision = Precision::fp32, Device device = Device::cpu, size_t moment_floats = 0);
   ~Model();
 
   const ModelConfig& config() const { return cfg_; }
@@ -160,6 +164,12 @@ class Model {
   float* grads() { return grads_; }
   float* adam_m() { return adam_m_; }
   float* adam_v() { return adam_v_; }
+  size_t moment_floats() const { return moment_floats_; }
+  // Called during backward with l once layer l's parameter gradients are complete (top
+  // layer first), then with -1 after the embeddings' and adapters' (the last ones):
+  // data-parallel training starts reducing a layer's gradients while the layers below
+  // are still in backward. Empty: no calls.
+  void set_grads_hook(std::function<void(int)> hook) { grads_hook_ = std::move(hook); }
   bool training() const { return training_; }
   Precision precision() const { return be_->precision(); }
   Backend& backend() { return *be_; }
@@ -275,6 +285,8 @@ class Model {
   float* grads_ = nullptr;
   float* adam_m_ = nullptr;
   float* adam_v_ = nullptr;
+  size_t moment_floats_ = 0;
+  std::function<void(int)> grads_hook_;
   std::vector<Mat> xs_;  // residual stream between layers: xs_[0] embeddings, xs_[L] final
   std::vector<LayerActs> acts_;
   Workspace ws_;

@@ -143,11 +143,12 @@ void save_model(const std::string& path, Model& model, const std::map<std::strin
   save_like_params(path, model, model.params(), extra_meta);
 }
 
-void save_train_state(const std::string& path, Model& model, const TrainState& s) {
+void save_train_state(const std::string& path, Model& model, const TrainState& s, FullMoments moments) {
   const int64_t P = static_cast<int64_t>(model.table().total);
   if (!s.rng_state) fail(path, ": internal error: no RNG state to save");
-  std::vector<io::TensorToWrite> ts = {{"adam_m", io::DType::F32, {P}, model.adam_m()},
-                                       {"adam_v", io::DType::F32, {P}, model.adam_v()}};
+  if (!moments.m && model.moment_floats() != model.table().total) fail("internal: saving a sharded optimizer state");
+  std::vector<io::TensorToWrite> ts = {{"adam_m", io::DType::F32, {P}, moments.m ? moments.m : model.adam_m()},
+                                       {"adam_v", io::DType::F32, {P}, moments.v ? moments.v : model.adam_v()}};
   std::map<std::string, std::string> meta = {{"format", "mot-train-state"},
                                              {"format_version", "1"},
                                              {"step", std::to_string(s.step)},
@@ -157,7 +158,8 @@ void save_train_state(const std::string& path, Model& model, const TrainState& s
   io::write_safetensors(path, ts, meta);
 }
 
-TrainState load_train_state(const std::string& path, Model& model) {
+TrainState load_train_state(const std::string& path, Model& model, FullMoments into) {
+  if (!into.m && model.moment_floats() != model.table().total) fail("internal: loading into a sharded optimizer state");
   io::SafetensorsFile f = io::SafetensorsFile::open(path);
   const auto& meta = f.metadata();
   auto get = [&](const char* k) {
@@ -175,7 +177,8 @@ TrainState load_train_state(const std::string& path, Model& model) {
   }
   s.config_json = get("run_config");
   const int64_t P = static_cast<int64_t>(model.table().total);
-  for (auto [name, dst] : {std::pair{"adam_m", model.adam_m()}, std::pair{"adam_v", model.adam_v()}}) {
+  for (auto [name, dst] : {std::pair{"adam_m", into.m ? into.m : model.adam_m()},
+                           std::pair{"adam_v", into.v ? into.v : model.adam_v()}}) {
     const io::TensorInfo* ti = f.find(name);
     if (!ti || ti->shape != std::vector<int64_t>{P} || ti->dtype != io::DType::F32)
       fail(path, ": tensor '", name, "' missing or not F32 [", P, "]");
@@ -262,7 +265,7 @@ std::optional<Checkpoint> latest_checkpoint(const std::string& run_dir) {
   return std::nullopt;
 }
 
-Checkpoint write_checkpoint(const std::string& run_dir, Model& model, const TrainState& s) {
+Checkpoint write_checkpoint(const std::string& run_dir, Model& model, const TrainState& s, FullMoments moments) {
   const std::string root = run_dir + kCheckpoints;
   std::error_code ec;
   if (!fs::is_directory(root)) {
@@ -277,7 +280,7 @@ Checkpoint write_checkpoint(const std::string& run_dir, Model& model, const Trai
   try {
     save_model(tmp + "/model.safetensors", model, {{"step", std::to_string(s.step)}});
     crash_point("checkpoint-model-written");
-    save_train_state(tmp + "/state.safetensors", model, s);
+    save_train_state(tmp + "/state.safetensors", model, s, moments);
     crash_point("checkpoint-state-written");
   } catch (...) {
     fs::remove_all(tmp, ec);  // give a full disk its space back at once

@@ -38,8 +38,14 @@ struct TrainState {
 
 // state.safetensors: tensors adam_m and adam_v (flat, F32) + metadata (format, step,
 // data_cursor, run_config, rng_state: the four RNG words as 16-digit hex numbers).
-void save_train_state(const std::string& path, Model& model, const TrainState& s);
-TrainState load_train_state(const std::string& path, Model& model);
+// The moments are the model's own unless given (a data-parallel rank 0 passes every
+// rank's shards gathered; each holds table().total floats).
+struct FullMoments {
+  float* m = nullptr;
+  float* v = nullptr;
+};
+void save_train_state(const std::string& path, Model& model, const TrainState& s, FullMoments moments = {});
+TrainState load_train_state(const std::string& path, Model& model, FullMoments into = {});
 
 // A training run's checkpoint: RUN/checkpoints/step-<N>/{model,state}.safetensors.
 // It is written whole under a temporary directory name, both files fsync'ed, then
@@ -60,7 +66,7 @@ std::optional<Checkpoint> latest_checkpoint(const std::string& run_dir);
 // Writes the checkpoint for `s.step` as described above and returns it. On any
 // failure (full disk, ...) throws mot::Error and leaves the previous checkpoint
 // untouched; what was half-written is removed.
-Checkpoint write_checkpoint(const std::string& run_dir, Model& model, const TrainState& s);
+Checkpoint write_checkpoint(const std::string& run_dir, Model& model, const TrainState& s, FullMoments moments = {});
 
 // Removes temporaries a killed process left in RUN and RUN/checkpoints. Call with the
 // run directory's lock held.

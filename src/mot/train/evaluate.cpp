@@ -2,12 +2,13 @@
 
 #include <algorithm>
 
+#include "mot/dist/loss_sums.hpp"
 #include "mot/train/diffusion_draw.hpp"
 
 namespace mot {
 
 LossSums evaluate(Model& model, const data::RowSource& src, int64_t batch, int64_t max_rows, TokenBatch& scratch,
-                  int32_t fixed_t, int64_t caption_noise_max) {
+                  int32_t fixed_t, int64_t caption_noise_max, dist::World* world) {
   const ModelConfig& c = model.config();
   const DiffusionDraw draw{caption_noise_max, 0.0, fixed_t};
   Rng row_rng;
@@ -15,7 +16,10 @@ LossSums evaluate(Model& model, const data::RowSource& src, int64_t batch, int64
   total.reset(model.config().n_modalities());
   const int64_t n = max_rows > 0 ? std::min(max_rows, src.n_rows()) : src.n_rows();
   LossSums part;
+  const bool split = world && world->parallel();
+  dist::LossSlots slots(c.n_modalities(), split ? static_cast<size_t>((n + batch - 1) / batch) : 0);
   for (int64_t r = 0; r < n; r += batch) {
+    if (split && (r / batch) % world->size() != world->rank()) continue;
     const int64_t rows = std::min(batch, n - r);
     data::fill_batch(src, static_cast<uint64_t>(r), rows, scratch);
     if (c.has_continuous())
@@ -25,9 +29,14 @@ LossSums evaluate(Model& model, const data::RowSource& src, int64_t batch, int64
       });
     part.reset(model.config().n_modalities());
     model.run(scratch, false, 0.0f, part);
-    total.add(part);
+    if (split)
+      slots.set(static_cast<size_t>(r / batch), part);
+    else
+      total.add(part);
   }
-  return total;
+  if (!split) return total;
+  slots.gather(*world, "validation");
+  return slots.total();
 }
 
 nlohmann::json loss_json(const ModelConfig& c, const LossSums& s) {

@@ -21,6 +21,9 @@
 #include "mot/core/cpu_setup.hpp"
 #include "mot/core/error.hpp"
 #include "mot/data/format/dataset.hpp"
+#include "mot/dist/data_parallel.hpp"
+#include "mot/dist/loss_sums.hpp"
+#include "mot/dist/world.hpp"
 #include "mot/io/atomic_file.hpp"
 #include "mot/io/dir_lock.hpp"
 #include "mot/model/memory.hpp"
@@ -212,9 +215,20 @@ TrainData build_data(const RunConfig& rc) {
   return d;
 }
 
-Model make_model(const RunConfig& rc, int64_t row_len) {
+// A data-parallel rank holds the AdamW moments of its ZeRO-1 shard only.
+Model make_model(const RunConfig& rc, int64_t row_len, const dist::World& world) {
   ensure_training_fits(rc, row_len);  // refuse absurd sizes (grad_accum included) before allocating
-  return Model(rc.model, rc.train.batch_size, row_len, true, parse_precision(rc.train.dtype, "train.dtype"));
+  const size_t moments =
+      world.parallel() ? dist::shard_of(build_param_table(rc.model).total, world.rank(), world.size()).size() : 0;
+  return Model(rc.model, rc.train.batch_size, row_len, true, parse_precision(rc.train.dtype, "train.dtype"),
+               Device::cpu, moments);
+}
+
+// y += x elementwise.
+void add_into(float* y, const float* x, size_t n) {
+  const int64_t m = static_cast<int64_t>(n);
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < m; ++i) y[i] += x[i];
 }
 
 // What one optimizer step measured.
@@ -223,24 +237,40 @@ struct StepResult {
   int64_t targets = 0;    // tokens predicted (loss/lm's count)
   int64_t positions = 0;  // positions trained: targets, plus continuous (image) positions
   double loss = 0, grad_norm = 0, lr = 0, ms = 0;
+  dist::DataParallel::StepStats comm;  // data-parallel runs: time waiting for the other ranks
+};
+
+// An error every rank meets at the same point (rank 0 reports it; the others end
+// quietly with the same status), so the job can end with MPI_Finalize.
+struct SharedError : Error {
+  using Error::Error;
 };
 
 // One `mot train` session over a run directory: model, data, training state (step,
 // data cursor, RNG), the metrics file and the checkpoints.
 class Trainer {
  public:
-  Trainer(const TrainOptions& opt, const RunConfig& rc, TrainData& data, Model& model)
+  Trainer(const TrainOptions& opt, const RunConfig& rc, TrainData& data, Model& model, dist::World& world)
       : opt_(opt), paths_(opt.out_dir), rc_(rc), mc_(rc.model), tc_(rc.train), data_(data), model_(model),
-        run_json_(rc.to_json().dump()), micro_(tc_.grad_accum) {}
+        run_json_(rc.to_json().dump()), micro_(tc_.grad_accum), world_(world) {
+    if (world_.parallel()) dp_ = std::make_unique<dist::DataParallel>(world_, model_.table());
+    buckets_ = dist::DataParallel::bucket_ranges(model_.table());
+    if (micro_.size() > 1) accum_.assign(model_.table().total, 0.0f);
+  }
 
   void resume(const Checkpoint& ck);
   void start_new();
   void open_metrics();
+  // Data-parallel: rank 0's weights, moments and training state to every rank.
+  void share_start();
   int train();
 
  private:
   void announce() const;
   StepResult one_step(int64_t step);
+  void run_micro_batches(const LossScale& scale, int64_t step);
+  void layer_grads_done(int layer, bool accumulated);
+  void update(int64_t step, StepResult& r);
   int64_t next_batches();
   void evaluate_and_log(const StepResult& r);
   json evaluate_val(std::string& text);
@@ -275,12 +305,23 @@ class Trainer {
   std::vector<TokenBatch> micro_;  // one batch per gradient-accumulation step
   TokenBatch eval_scratch_;
   LossSums sums_, val_;
+  dist::World& world_;
+  std::unique_ptr<dist::DataParallel> dp_;  // data-parallel runs only
+  TokenBatch others_;                      // another rank's micro-batch, filled for its RNG draws
+  std::vector<float> full_m_, full_v_;     // rank 0, between resume() and share_start()
+  std::vector<dist::DataParallel::Range> buckets_;  // the gradient's layer ranges, in backward order
+  std::vector<float> accum_;               // grad_accum > 1: the earlier micro-batches' gradient sum
+  LossSums part_;                          // one micro-batch's loss sums
 };
 
 // Continues from `ck`: weights, AdamW moments, step, data cursor and RNG; the metrics
 // after its step are cut off (this session rewrites them).
 void Trainer::resume(const Checkpoint& ck) {
-  state_ = load_train_state(ck.state, model_);
+  if (dp_) {
+    full_m_.assign(model_.table().total, 0.0f);
+    full_v_.assign(model_.table().total, 0.0f);
+  }
+  state_ = load_train_state(ck.state, model_, dp_ ? FullMoments{full_m_.data(), full_v_.data()} : FullMoments{});
   load_model_weights(ck.model, model_);
   const auto saved = read_model_config(ck.model).to_json();
   if (saved != mc_.to_json()) fail(ck.model, ": model config differs from ", paths_.config);
@@ -321,23 +362,61 @@ void Trainer::start_new() {
 }
 
 void Trainer::open_metrics() {
+  if (!world_.root()) return;
   metrics_.reset(std::fopen(paths_.metrics.c_str(), "a"));
   if (!metrics_) fail(paths_.metrics, ": cannot open for appending");
+}
+
+void Trainer::share_start() {
+  if (!dp_) return;
+  world_.broadcast_floats(model_.params(), model_.table().total, "start: weights");
+  struct Head {
+    int64_t step, start, saved, resumed;
+    uint64_t cursor;
+    std::array<uint64_t, 4> rng;
+  } h{state_.step, start_step_, saved_step_, full_m_.empty() ? 0 : 1, state_.data_cursor, rng_.state()};
+  world_.broadcast_bytes(&h, sizeof h, "start: training state");
+  state_.step = h.step;
+  state_.data_cursor = h.cursor;
+  start_step_ = h.start;
+  saved_step_ = h.saved;
+  rng_.set_state(h.rng);
+  const size_t shard = dp_->shard().size();
+  if (h.resumed) {
+    world_.scatterv(full_m_.data(), dp_->shard_counts(), dp_->shard_displs(), model_.adam_m(), "start: AdamW moments");
+    world_.scatterv(full_v_.data(), dp_->shard_counts(), dp_->shard_displs(), model_.adam_v(), "start: AdamW moments");
+  } else {
+    std::fill(model_.adam_m(), model_.adam_m() + shard, 0.0f);
+    std::fill(model_.adam_v(), model_.adam_v() + shard, 0.0f);
+  }
+  std::vector<float>().swap(full_m_);
+  std::vector<float>().swap(full_v_);
 }
 
 // Trains from the current step to train.steps; returns the exit status (130 when
 // stopped by a signal or a closed stdout, after saving).
 int Trainer::train() {
   announce();
-  for (int64_t step = state_.step; step < tc_.steps; ++step) {
-    const StepResult r = one_step(step);
-    evaluate_and_log(r);
-    if (const auto status = checkpoint_or_stop(r.done)) return *status;
+  try {
+    for (int64_t step = state_.step; step < tc_.steps; ++step) {
+      const StepResult r = one_step(step);
+      evaluate_and_log(r);
+      if (const auto status = checkpoint_or_stop(r.done)) return *status;
+    }
+  } catch (const dist::CommError& e) {
+    throw dist::CommError(cat(e.what(), "; ", kept()));
   }
   return finish();
 }
 
 void Trainer::announce() const {
+  if (!world_.root()) return;
+  if (dp_)
+    std::fprintf(stderr, "data-parallel: %d ranks x %lld rows x %lld accum = %lld rows per step; AdamW moments "
+                 "sharded (ZeRO-1, %zu of %zu per rank); collectives time out after %.0f s\n",
+                 world_.size(), static_cast<long long>(tc_.batch_size), static_cast<long long>(tc_.grad_accum),
+                 static_cast<long long>(tc_.batch_size * tc_.grad_accum * world_.size()), dp_->shard().size(),
+                 model_.table().total, world_.timeout());
   if (opt_.stop_at > tc_.steps)
     std::fprintf(stderr, "note: --stop-at %lld is beyond the schedule's %lld steps; training stops at %lld\n",
                  static_cast<long long>(opt_.stop_at), static_cast<long long>(tc_.steps),
@@ -353,8 +432,6 @@ StepResult Trainer::one_step(int64_t step) {
   const auto t0 = std::chrono::steady_clock::now();
   StepResult r;
   r.targets = next_batches();
-  const size_t P = model_.table().total;
-  std::fill(model_.grads(), model_.grads() + P, 0.0f);
   sums_.reset(mc_.n_modalities());
   LossSums counts;  // what the step's mean losses are means over
   counts.reset(mc_.n_modalities());
@@ -364,35 +441,115 @@ StepResult Trainer::one_step(int64_t step) {
     counts.diffusion_values += count_continuous(mb) * mc_.latent_dim();
     r.positions += count_continuous(mb);
   }
-  const LossScale scale = counts.scale(mc_);
-  try {
-    for (auto& mb : micro_) model_.run(mb, true, scale, sums_);
-  } catch (const NonFiniteLoss& e) {
-    diverged(step, e.what());
-  } catch (const Error& e) {
-    fail("step ", step + 1, ": ", e.what(), "; ", kept());
+  if (dp_) {  // the means are over the whole global batch: every rank's counts
+    int64_t mine[3] = {counts.targets, counts.diffusion_values, r.positions};
+    std::vector<int64_t> all(3 * static_cast<size_t>(world_.size()));
+    world_.allgather_bytes(mine, sizeof mine, all.data(), "step: target counts");
+    counts.targets = counts.diffusion_values = r.positions = 0;
+    for (int k = 0; k < world_.size(); ++k) {
+      counts.targets += all[3 * k];
+      counts.diffusion_values += all[3 * k + 1];
+      r.positions += all[3 * k + 2];
+    }
+    r.targets = counts.targets;
   }
-  r.loss = mc_.has_continuous() ? sums_.mean(mc_) : (r.targets ? sums_.loss / r.targets : 0.0);
-  r.grad_norm = clip_gradients(model_, tc_.grad_clip);
-  if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm))
-    diverged(step, "loss ", r.loss, ", grad norm ", r.grad_norm);
-  r.lr = lr_at(tc_, step);
-  adamw_step(model_, tc_, r.lr, step + 1);
+  run_micro_batches(counts.scale(mc_), step);
+  update(step, r);
   r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   tokens_total_ += r.positions;
   r.done = state_.step = step + 1;
   return r;
 }
 
+// Forward and backward of this rank's micro-batches. Each micro-batch's gradient is
+// computed alone and added to the earlier ones' in order, g = ((g0 + g1) + g2) + ..., so
+// N ranks of one micro-batch each (whose gradients the reduce-scatter adds in rank
+// order) give the bits of one process with grad_accum = N. Data-parallel, the last
+// micro-batch's backward hands each finished layer to the reduce-scatter.
+void Trainer::run_micro_batches(const LossScale& scale, int64_t step) {
+  const size_t P = model_.table().total, A = micro_.size();
+  float* g = model_.grads();
+  try {
+    for (size_t k = 0; k < A; ++k) {
+      std::fill(g, g + P, 0.0f);
+      const bool last = k + 1 == A;
+      if (last && (dp_ || A > 1)) model_.set_grads_hook([this, A](int layer) { layer_grads_done(layer, A > 1); });
+      part_.reset(mc_.n_modalities());
+      model_.run(micro_[k], true, scale, part_);
+      sums_.add(part_);
+      if (last) break;
+      if (k == 0)
+        std::copy(g, g + P, accum_.data());
+      else
+        add_into(accum_.data(), g, P);
+    }
+    model_.set_grads_hook(nullptr);
+  } catch (const NonFiniteLoss& e) {
+    diverged(step, e.what());
+  } catch (const dist::CommError&) {
+    throw;
+  } catch (const Error& e) {
+    fail("step ", step + 1, ": ", e.what(), "; ", kept());
+  }
+}
+
+// The last micro-batch's gradients of one layer (or, at -1, the rest) are complete:
+// add the earlier micro-batches' sum, then hand them to the reduce-scatter.
+void Trainer::layer_grads_done(int layer, bool accumulated) {
+  float* g = model_.grads();
+  if (accumulated)
+    for (const auto& r : buckets_)
+      if (r.layer == layer) add_into(g + r.lo, accum_.data() + r.lo, r.hi - r.lo);
+  if (dp_) dp_->grads_ready(layer, g);
+}
+
+// Clipping and AdamW. Data-parallel: the gradients are summed over the ranks first,
+// each rank updates its shard, and the shards are gathered into every rank's weights.
+void Trainer::update(int64_t step, StepResult& r) {
+  if (dp_) {
+    dp_->finish_reduce(model_.grads());
+    sums_ = dist::sum_over_ranks(world_, sums_);
+  }
+  r.loss = mc_.has_continuous() ? sums_.mean(mc_) : (r.targets ? sums_.loss / r.targets : 0.0);
+  r.lr = lr_at(tc_, step);
+  if (!dp_) {
+    r.grad_norm = clip_gradients(model_, tc_.grad_clip);
+  } else {
+    r.grad_norm = dp_->global_norm(model_.grads());
+    const double coef = tc_.grad_clip / (r.grad_norm + 1e-6);  // as clip_gradients, on this rank's shard
+    if (tc_.grad_clip > 0 && coef < 1.0)
+      model_.backend().scale(model_.grads() + dp_->shard().lo, static_cast<int64_t>(dp_->shard().size()),
+                             static_cast<float>(coef));
+  }
+  if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm))
+    diverged(step, "loss ", r.loss, ", grad norm ", r.grad_norm);
+  if (!dp_) {
+    adamw_step(model_, tc_, r.lr, step + 1);
+    return;
+  }
+  adamw_range(model_, tc_, r.lr, step + 1, dp_->shard().lo, dp_->shard().hi);
+  dp_->gather_params(model_.params());
+  r.comm = dp_->take_step_stats();
+}
+
 // Fills the micro-batches from the data cursor (advancing it); returns their targets.
+// Data-parallel, the global batch is grad_accum micro-batches per rank, rank r's after
+// rank r-1's, and the cursor advances over all of them. A Transfusion rank also fills
+// the other ranks' micro-batches (and drops them) so that its training RNG draws what
+// a single process would: τ and noise stay the same at any rank count.
 int64_t Trainer::next_batches() {
   int64_t targets = 0;
-  for (auto& mb : micro_) {
-    data::fill_batch(*data_.train, state_.data_cursor, tc_.batch_size, mb);
+  const int64_t A = static_cast<int64_t>(micro_.size()), ranks = world_.size();
+  for (int64_t g = 0; g < A * ranks; ++g) {
+    const bool mine = g / A == world_.rank();
+    if (mine || mc_.has_continuous()) {
+      TokenBatch& mb = mine ? micro_[static_cast<size_t>(g % A)] : others_;
+      data::fill_batch(*data_.train, state_.data_cursor, tc_.batch_size, mb);
+      // Transfusion: τ, noise and caption dropout from the training RNG (saved with the state).
+      if (mc_.has_continuous()) draw_diffusion(mc_, training_draw(tc_), mb, [&](int64_t) -> Rng& { return rng_; });
+      if (mine) targets += data::count_targets(mb);
+    }
     state_.data_cursor += tc_.batch_size;
-    // Transfusion: τ, noise and caption dropout from the training RNG (saved with the state).
-    if (mc_.has_continuous()) draw_diffusion(mc_, training_draw(tc_), mb, [&](int64_t) -> Rng& { return rng_; });
-    targets += data::count_targets(mb);
   }
   return targets;
 }
@@ -404,10 +561,17 @@ void Trainer::evaluate_and_log(const StepResult& r) {
                {"ms", r.ms}, {"tokens_per_s", r.positions / (r.ms / 1000.0)}};
   loss_keys(mc_, sums_, "loss", line);
   line["loss"] = r.loss;
+  if (dp_) {
+    line["comm_ms"] = r.comm.exposed_s * 1000.0;
+    line["comm_reduce_ms"] = r.comm.reduce_s * 1000.0;
+    line["comm_gather_ms"] = r.comm.gather_s * 1000.0;
+    line["comm_floats_sent"] = r.comm.floats_sent;
+  }
   const bool do_eval =
       !data_.vals.empty() && ((tc_.eval_every > 0 && r.done % tc_.eval_every == 0) || r.done == tc_.steps);
   std::string val_text;
   if (do_eval) line.update(evaluate_val(val_text));
+  if (!world_.root()) return;
   write_metrics_line(line);
   if (r.done % tc_.log_every == 0 || r.done == tc_.steps || r.done == start_step_ + 1) {
     std::printf("step %6lld/%lld | loss %.4f |%s | lr %.2e | gnorm %.3f | %.1f ms | %.0f tok/s\n",
@@ -430,7 +594,7 @@ json Trainer::evaluate_val(std::string& text) {
   const bool named = data_.vals.size() > 1 || !data_.vals[0].name.empty();
   for (const auto& v : data_.vals) {
     const LossSums part = evaluate(model_, *v.src, tc_.batch_size, tc_.eval_batches * tc_.batch_size, eval_scratch_,
-                                   -1, tc_.caption_noise_max);
+                                   -1, tc_.caption_noise_max, &world_);
     val_.add(part);
     if (!named) continue;
     loss_keys(mc_, part, "val/" + v.name + "/loss", keys);
@@ -446,7 +610,7 @@ json Trainer::evaluate_val(std::string& text) {
       at.reset(mc_.n_modalities());
       for (const auto& v : data_.vals)
         at.add(evaluate(model_, *v.src, tc_.batch_size, tc_.eval_batches * tc_.batch_size, eval_scratch_,
-                        static_cast<int32_t>(tau), tc_.caption_noise_max));
+                        static_cast<int32_t>(tau), tc_.caption_noise_max, &world_));
       if (at.diffusion_values == 0) continue;
       keys[cat("val_loss/diffusion@", tau)] = at.diffusion_mean();
       buckets += cat(" t=", tau, " ", fmt("%.4f", at.diffusion_mean()));
@@ -466,21 +630,32 @@ void Trainer::write_metrics_line(const json& line) {
 // returns the exit status when the session stops here.
 std::optional<int> Trainer::checkpoint_or_stop(int64_t done) {
   const bool stop = opt_.stop_at > 0 && done == opt_.stop_at;
-  const int sig = g_signal.load();
+  int sig = g_signal.load();
+  if (dp_) {  // every rank stops after the same step: a signal to any rank, or rank 0's closed stdout
+    int mine[2] = {sig, stdout_closed_ ? 1 : 0};
+    std::vector<int> all(2 * static_cast<size_t>(world_.size()));
+    world_.allgather_bytes(mine, sizeof mine, all.data(), "step: stop flags");
+    sig = 0;
+    for (int k = 0; k < world_.size() && !sig; ++k) sig = all[2 * k];
+    stdout_closed_ = all[1] != 0;
+  }
   if ((tc_.save_every > 0 && done % tc_.save_every == 0) || done == tc_.steps || stop || sig || stdout_closed_)
     save_checkpoint(done);
   if (stdout_closed_ && done < tc_.steps) {
-    std::fprintf(stderr, "stdout was closed (broken pipe) after step %lld; checkpoint saved in %s (continue with "
+    if (world_.root())
+      std::fprintf(stderr, "stdout was closed (broken pipe) after step %lld; checkpoint saved in %s (continue with "
                  "--resume; metrics.jsonl has every step)\n", static_cast<long long>(done), opt_.out_dir.c_str());
     return 130;
   }
   if (sig) {
-    std::fprintf(stderr, "interrupted (signal %d) after step %lld; checkpoint saved in %s (continue with --resume)\n",
+    if (world_.root())
+      std::fprintf(stderr, "interrupted (signal %d) after step %lld; checkpoint saved in %s (continue with --resume)\n",
                  sig, static_cast<long long>(done), opt_.out_dir.c_str());
     return 130;
   }
   if (stop) {
-    std::fprintf(stderr, "stopped after step %lld as asked; continue with --resume\n", static_cast<long long>(done));
+    if (world_.root())
+      std::fprintf(stderr, "stopped after step %lld as asked; continue with --resume\n", static_cast<long long>(done));
     return 0;
   }
   return std::nullopt;
@@ -496,10 +671,28 @@ void Trainer::calibrate_moe_thresholds() {
 }
 
 void Trainer::save_checkpoint(int64_t step) {
-  if (mc_.has_moe()) calibrate_moe_thresholds();
   state_.step = step;
   state_.config_json = run_json_;
   state_.rng_state = rng_.state();
+  if (dp_) {  // rank 0 writes every rank's moment shards: the checkpoint loads at any rank count
+    std::vector<float> m(world_.root() ? model_.table().total : 0), v(m.size());
+    world_.gatherv(model_.adam_m(), dp_->shard_counts(), dp_->shard_displs(), m.data(), "checkpoint: AdamW moments");
+    world_.gatherv(model_.adam_v(), dp_->shard_counts(), dp_->shard_displs(), v.data(), "checkpoint: AdamW moments");
+    std::string error;
+    if (world_.root()) {
+      try {
+        if (mc_.has_moe()) calibrate_moe_thresholds();
+        write_checkpoint(opt_.out_dir, model_, state_, {m.data(), v.data()});
+      } catch (const Error& e) {
+        error = cat(e.what(), "; ", kept());
+      }
+    }
+    error = world_.broadcast_string(error, "checkpoint: rank 0's save");
+    if (!error.empty()) throw SharedError(error);
+    saved_step_ = step;
+    return;
+  }
+  if (mc_.has_moe()) calibrate_moe_thresholds();
   try {
     write_checkpoint(opt_.out_dir, model_, state_);
   } catch (const Error& e) {
@@ -509,6 +702,7 @@ void Trainer::save_checkpoint(int64_t step) {
 }
 
 int Trainer::finish() const {
+  if (!world_.root()) return 0;
   if (start_step_ >= tc_.steps)
     std::fprintf(stderr, "nothing to do: the run already finished %lld steps\n", static_cast<long long>(tc_.steps));
   std::fprintf(stderr, "done: %lld tokens trained this session; model in %s\n", static_cast<long long>(tokens_total_),
@@ -522,13 +716,10 @@ std::string Trainer::kept() const {
                           : std::string("no checkpoint was saved yet");
 }
 
-}  // namespace
 
-int run_training(const TrainOptions& opt) {
-  if (opt.out_dir.empty()) fail("--out RUN/ is required");
+// One process: the run directory is this process's alone.
+int train_single(const TrainOptions& opt, dist::World& world) {
   const RunPaths paths(opt.out_dir);
-  install_signal_handlers();
-  die_with_parent_if_asked();
   check_out_dir(opt);
   // One process per run directory, held until this function returns (or the kernel
   // drops it when the process dies). A fresh run refused before it starts leaves
@@ -539,8 +730,8 @@ int run_training(const TrainOptions& opt) {
   const RunStart start = opt.resume ? resume_run(opt, paths) : new_run(opt, paths);
   set_threads(static_cast<int>(start.rc.train.threads));
   TrainData data = build_data(start.rc);
-  Model model = make_model(start.rc, data.row_len);
-  Trainer trainer(opt, start.rc, data, model);
+  Model model = make_model(start.rc, data.row_len, world);
+  Trainer trainer(opt, start.rc, data, model, world);
   if (start.resume_from)
     trainer.resume(*start.resume_from);
   else
@@ -548,6 +739,80 @@ int run_training(const TrainOptions& opt) {
   trainer.open_metrics();
   lock.keep();  // the run exists from here on
   return trainer.train();
+}
+
+// Rank 0's part of a setup step, whose failure every rank then shares.
+template <class F>
+void on_root_shared(dist::World& world, const char* what, F&& f) {
+  std::string error;
+  if (world.root()) {
+    try {
+      f();
+    } catch (const dist::CommError&) {
+      throw;
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  }
+  error = world.broadcast_string(error, what);
+  if (!error.empty()) throw SharedError(error);
+}
+
+// Data-parallel (mpirun/srun): rank 0 owns the run directory (lock, config, metrics,
+// checkpoints) and hands the others the resolved config and its starting state; every
+// rank reads the training data from the same path.
+int train_parallel(const TrainOptions& opt, dist::World& world) {
+  const RunPaths paths(opt.out_dir);
+  std::optional<io::DirLock> lock;
+  RunStart start;
+  on_root_shared(world, "setup", [&] {
+    check_out_dir(opt);
+    lock.emplace(opt.out_dir, opt.resume ? "mot train --resume" : "mot train",
+                 "wait for it to finish (or stop it with Ctrl-C: it saves a checkpoint), or choose another --out");
+    remove_stale_checkpoint_files(opt.out_dir);
+    start = opt.resume ? resume_run(opt, paths) : new_run(opt, paths);
+  });
+  const std::string toml = world.broadcast_string(world.root() ? start.rc.to_toml() : "", "setup: config");
+  if (!world.root()) start.rc = run_config_from_toml_text(toml, "rank 0's run config", {}, "");
+  set_threads(static_cast<int>(start.rc.train.threads));
+  TrainData data = build_data(start.rc);
+  Model model = make_model(start.rc, data.row_len, world);
+  Trainer trainer(opt, start.rc, data, model, world);
+  on_root_shared(world, "setup: start", [&] {
+    if (start.resume_from)
+      trainer.resume(*start.resume_from);
+    else
+      trainer.start_new();
+    trainer.open_metrics();
+  });
+  trainer.share_start();
+  if (lock) lock->keep();
+  return trainer.train();
+}
+
+}  // namespace
+
+int run_training(const TrainOptions& opt) {
+  if (opt.out_dir.empty()) fail("--out RUN/ is required");
+  install_signal_handlers();
+  die_with_parent_if_asked();
+  dist::World& world = dist::World::join();
+  if (!world.parallel()) return train_single(opt, world);
+  world.set_timeout(opt.comm_timeout);
+  world.set_interrupt_probe([] { return g_signal.load(); });
+  int code = 2;
+  try {
+    code = train_parallel(opt, world);
+  } catch (const SharedError& e) {  // every rank is here: rank 0 says why, all finalize
+    if (world.root()) std::fprintf(stderr, "mot: error: %s\n", e.what());
+  } catch (const std::exception& e) {  // this rank alone: the others cannot follow, end the job
+    std::fprintf(stderr, "mot: error: %s%s\n", dynamic_cast<const dist::CommError*>(&e) ? "" : dist::rank_prefix().c_str(),
+                 e.what());
+    std::fflush(stderr);
+    world.abort(2);
+  }
+  world.finalize();
+  return code;
 }
 
 }  // namespace mot
