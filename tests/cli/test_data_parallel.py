@@ -115,6 +115,28 @@ class DataParallel(unittest.TestCase):
                 worst = self.assert_same_curve(f"{arch}-acc-1", f"{arch}-acc-2", f"{arch} 2 ranks x 2")
                 self.assertLess(worst, 1e-6)
 
+    def test_transfusion_ranks_match_one_process(self):
+        """Transfusion (SPEC 2b): τ, noise and caption dropout come from the training RNG
+        in global micro-batch order, so 2 ranks draw what 1 process with grad_accum 2
+        draws: bit-identical losses (both objectives), validation buckets and weights."""
+        sys.path.insert(0, os.path.dirname(__file__))
+        from test_transfusion import CONFIG  # noqa: E402
+        data = self.w.p("tf-corpus")
+        r = run(["data", "synth", "--setting", "transfusion", "--out", data, "--scenes", "200", "--val-scenes", "12",
+                 "--image-size", "16", "--patch", "4", "--text-vocab", "160"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        cfg = self.w.file("tf.toml", CONFIG.format(data=data).replace("threads = 2", "threads = 1"))
+        for ranks, accum, out in ((1, 2, "tf-1"), (2, 1, "tf-2")):
+            args = ["train", "--config", cfg, "--out", self.w.p(out), "--set", f"train.grad_accum={accum}"]
+            r = mpi(ranks, args) if ranks > 1 else run(args)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        a, b = metrics(self.w.p("tf-1")), metrics(self.w.p("tf-2"))
+        keys = ("loss", "loss/lm", "loss/diffusion", "grad_norm", "val_loss", "val_loss/diffusion@500")
+        self.assertEqual([[m.get(k) for k in keys] for m in a], [[m.get(k) for k in keys] for m in b])
+        self.assertTrue(any("val_loss/diffusion@500" in m for m in a) and "loss/diffusion" in a[0], a[0])
+        with open(self.w.p("tf-1/model.safetensors"), "rb") as f, open(self.w.p("tf-2/model.safetensors"), "rb") as g:
+            self.assertEqual(f.read(), g.read())
+
     def test_same_job_same_bits(self):
         """The ranks add each other's gradients themselves in rank order: a job run twice
         gives the same bits."""

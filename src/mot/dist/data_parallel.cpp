@@ -91,6 +91,10 @@ DataParallel::DataParallel(World& world, const ParamTable& table) : w_(world) {
   buckets_ = std::move(bs);
   recv_.assign(off, 0.0f);
   norm_partial_.assign(norm_blocks(table.total), 0.0);
+  // MOT_DP_OVERLAP=0 (bench/data_parallel): send every bucket after backward instead, to
+  // measure how much of the communication the overlap hides.
+  const char* o = std::getenv("MOT_DP_OVERLAP");
+  overlap_ = !(o && std::string(o) == "0");
 }
 
 void DataParallel::post(Bucket& b, const float* grads) {
@@ -100,6 +104,7 @@ void DataParallel::post(Bucket& b, const float* grads) {
 }
 
 void DataParallel::grads_ready(int layer, const float* grads) {
+  if (!overlap_) return;  // finish_reduce posts them all
   for (auto& b : buckets_)
     if (!b.posted && b.layer == layer) post(b, grads);
   for (auto& b : buckets_)
@@ -139,6 +144,7 @@ double DataParallel::global_norm(const float* grads) {
 void DataParallel::gather_params(float* params) {
   const auto t0 = clock::now();
   w_.allgatherv(params, counts_, displs_, gather_);
+  stats_.floats_sent += static_cast<int64_t>(w_.size() - 1) * static_cast<int64_t>(mine_.size());
   w_.wait(gather_, "parameter all-gather");
   stats_.exposed_s += since(t0);
   stats_.gather_s += since(t0);

@@ -56,7 +56,8 @@ class DataParallel {
   void gather_params(float* params);
 
   // Seconds this step spent waiting for communication after backward (not hidden
-  // behind it), and the floats each rank sent; reset by take_step_stats().
+  // behind it), and the floats this rank sent to the others (its reduce-scatter parts
+  // and its shard to every other rank); reset by take_step_stats().
   struct StepStats {
     double exposed_s = 0, reduce_s = 0, gather_s = 0;
     int64_t floats_sent = 0;
@@ -82,6 +83,7 @@ class DataParallel {
   std::vector<float> recv_;  // size() contributions of every bucket's own part, allocated once
   std::vector<double> norm_partial_;  // one slot per norm block; this rank fills its own
   Pending gather_;
+  bool overlap_ = true;
   StepStats stats_;
 };
 

@@ -283,7 +283,10 @@ class Trainer {
   void flush_stdout() { stdout_closed_ = stdout_closed_ || std::fflush(stdout) != 0 || std::ferror(stdout); }
   template <class... A>
   [[noreturn]] void diverged(int64_t step, const A&... why) const {
-    fail("training diverged at step ", step + 1, " (", why..., "); ", kept(), "; try a lower train.lr or train.grad_clip");
+    const std::string text =
+        cat("training diverged at step ", step + 1, " (", why..., "); ", kept(), "; try a lower train.lr or train.grad_clip");
+    if (dp_ && world_.parallel()) throw SharedError(text);  // the step's global loss and norm: every rank sees it
+    throw Error(text);
   }
 
   const TrainOptions& opt_;
@@ -484,7 +487,8 @@ void Trainer::run_micro_batches(const LossScale& scale, int64_t step) {
         add_into(accum_.data(), g, P);
     }
     model_.set_grads_hook(nullptr);
-  } catch (const NonFiniteLoss& e) {
+  } catch (const NonFiniteLoss& e) {  // this rank's micro-batch: the others may not know
+    if (dp_) fail("training diverged at step ", step + 1, " (", e.what(), "); ", kept());
     diverged(step, e.what());
   } catch (const dist::CommError&) {
     throw;
