@@ -17,12 +17,18 @@ namespace {
 
 std::string lock_path(const std::string& dir) { return dir + "/.lock"; }
 
+// The holder writes its pid just after it takes the lock: a loser that looks in
+// between finds the file empty, so it looks again for a moment before giving up.
 std::string read_holder(int fd) {
-  char buf[256] = {};
-  const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
-  std::string s = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s.empty() ? "unknown pid" : s;
+  for (int tries = 0;; ++tries) {
+    char buf[256] = {};
+    const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    std::string s = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    if (!s.empty()) return s;
+    if (tries == 50) return "unknown pid";
+    ::usleep(10000);
+  }
 }
 
 }  // namespace

@@ -420,6 +420,13 @@ void Trainer::announce() const {
                  world_.size(), static_cast<long long>(tc_.batch_size), static_cast<long long>(tc_.grad_accum),
                  static_cast<long long>(tc_.batch_size * tc_.grad_accum * world_.size()), dp_->shard().size(),
                  model_.table().total, world_.timeout());
+  if (dp_) {  // what the reduce-scatter sends, bucket by bucket, as backward completes them
+    size_t layer_floats = 0, rest = 0, layers = 0;
+    for (const auto& b : buckets_) (b.layer >= 0 ? layer_floats : rest) += b.hi - b.lo, layers += b.layer >= 0;
+    std::fprintf(stderr, "gradient buckets: %zu layers x %.2f MB, then embeddings/head/adapters %.2f MB (fp32)\n", layers,
+                 layers ? 4.0 * static_cast<double>(layer_floats) / static_cast<double>(layers) / 1e6 : 0.0,
+                 4.0 * static_cast<double>(rest) / 1e6);
+  }
   if (opt_.stop_at > tc_.steps)
     std::fprintf(stderr, "note: --stop-at %lld is beyond the schedule's %lld steps; training stops at %lld\n",
                  static_cast<long long>(opt_.stop_at), static_cast<long long>(tc_.steps),
