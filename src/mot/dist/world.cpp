@@ -9,6 +9,7 @@
 
 #ifdef MOT_MPI
 #include <mpi.h>
+static_assert(sizeof(MPI_Request) <= sizeof(mot::dist::Pending::req), "MPI_Request does not fit Pending");
 #endif
 
 namespace mot::dist {
@@ -113,9 +114,8 @@ void World::alltoallv(const float* send, const std::vector<int>& sc, const std::
                       const std::vector<int>& rc, const std::vector<int>& rd, Pending& p) {
 #ifdef MOT_MPI
   if (mpi_) {
-    if (!p.req) p.req = new MPI_Request;
     check(MPI_Ialltoallv(send, sc.data(), sd.data(), MPI_FLOAT, recv, rc.data(), rd.data(), MPI_FLOAT, MPI_COMM_WORLD,
-                         static_cast<MPI_Request*>(p.req)),
+                         reinterpret_cast<MPI_Request*>(p.req)),
           "MPI_Ialltoallv", "gradient reduce-scatter");
     p.active = true;
     return;
@@ -128,9 +128,8 @@ void World::alltoallv(const float* send, const std::vector<int>& sc, const std::
 void World::allgatherv(float* data, const std::vector<int>& counts, const std::vector<int>& displs, Pending& p) {
 #ifdef MOT_MPI
   if (mpi_) {
-    if (!p.req) p.req = new MPI_Request;
     check(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, counts.data(), displs.data(), MPI_FLOAT,
-                          MPI_COMM_WORLD, static_cast<MPI_Request*>(p.req)),
+                          MPI_COMM_WORLD, reinterpret_cast<MPI_Request*>(p.req)),
           "MPI_Iallgatherv", "parameter all-gather");
     p.active = true;
     return;
@@ -144,7 +143,7 @@ bool World::test(Pending& p) {
   if (!p.active) return true;
 #ifdef MOT_MPI
   int done = 0;
-  check(MPI_Test(static_cast<MPI_Request*>(p.req), &done, MPI_STATUS_IGNORE), "MPI_Test", "collective");
+  check(MPI_Test(reinterpret_cast<MPI_Request*>(p.req), &done, MPI_STATUS_IGNORE), "MPI_Test", "collective");
   if (done) p.active = false;
   return done != 0;
 #else

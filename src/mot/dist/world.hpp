@@ -24,7 +24,7 @@ struct CommError : Error {
 
 // One outstanding non-blocking collective (an MPI_Request, or nothing when single).
 struct Pending {
-  void* req = nullptr;  // MPI_Request, heap-held so this header needs no <mpi.h>
+  alignas(8) unsigned char req[16] = {};  // an MPI_Request, held here so this header needs no <mpi.h>
   bool active = false;
 };
 
