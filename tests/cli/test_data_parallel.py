@@ -20,10 +20,14 @@ MPIRUN = shutil.which("mpirun")
 # mpirun refuses root unless told; CI runs as root. Shared memory between ranks: the
 # container may forbid CMA (process_vm_readv), so copy through the segment.
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_btl_vader_single_copy_mechanism="none", OMPI_MCA_rmaps_base_oversubscribe="1")
+           OMPI_MCA_btl_vader_single_copy_mechanism="none", OMPI_MCA_rmaps_base_oversubscribe="1",
+           # components stay loaded, so LeakSanitizer can name (and the suppressions match) them
+           OMPI_MCA_mca_base_component_disable_dlclose="1")
 # OpenMPI keeps allocations until exit by design; LeakSanitizer must not count them.
 SUPP = os.path.join(os.path.dirname(__file__), "lsan-openmpi.supp")
 ENV["LSAN_OPTIONS"] = ":".join(x for x in [os.environ.get("LSAN_OPTIONS", ""), "suppressions=" + SUPP] if x)
+# ... and full stacks (OpenMPI has no frame pointers), so that the suppressions match.
+ENV["ASAN_OPTIONS"] = ":".join(x for x in [os.environ.get("ASAN_OPTIONS", ""), "fast_unwind_on_malloc=0"] if x)
 
 ARCHS = {"dense": ["--set", "model.arch=dense"], "mot": [],
          "moe": ["--set", "model.arch=moe", "--set", "model.n_experts=4"]}

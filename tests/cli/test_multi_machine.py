@@ -16,6 +16,8 @@ from netns_cluster import Cluster  # noqa: E402
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 ENV["LSAN_OPTIONS"] = ":".join(x for x in [os.environ.get("LSAN_OPTIONS", ""), "suppressions=" + os.path.join(
     os.path.dirname(__file__), "lsan-openmpi.supp")] if x)
+ENV["ASAN_OPTIONS"] = ":".join(x for x in [os.environ.get("ASAN_OPTIONS", ""), "fast_unwind_on_malloc=0"] if x)
+ENV["OMPI_MCA_mca_base_component_disable_dlclose"] = "1"
 
 
 def why_not():
