@@ -78,9 +78,10 @@ exec ip netns exec "$ns" /bin/sh -c "$*"
         self.tmp.cleanup()
 
     def mpirun(self, np, argv, env, timeout=600):
-        """mpirun inside host 0's namespace, one rank per host, TCP between them."""
+        """mpirun inside host 0's namespace, one rank per host, TCP between them. Not bound
+        to cores: every "host" would bind its rank to core 0 of the one real machine."""
         cmd = ["ip", "netns", "exec", self.ns[0], shutil.which("mpirun"), "-np", str(np), "--hostfile", self.hostfile,
                "--mca", "plm_rsh_agent", self.agent, "--mca", "btl", "self,tcp",
                "--mca", "btl_tcp_if_include", "10.213.0.0/16", "--mca", "oob_tcp_if_include", "10.213.0.0/16",
-               "--map-by", "node", *argv]
+               "--map-by", "node", "--bind-to", "none", *argv]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)

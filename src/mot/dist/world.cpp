@@ -1,5 +1,6 @@
 #include "mot/dist/world.hpp"
 
+#include <sched.h>
 #include <time.h>
 
 #include <algorithm>
@@ -89,7 +90,9 @@ void World::wait_request(void* req, const char* what) {
   auto* r = static_cast<MPI_Request*>(req);
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
-  int64_t pause = 1000;  // ns; grows to 1 ms so a waiting rank leaves the core to a busy one
+  // MPI moves data only inside its calls: a waiting rank polls without sleeping (a
+  // yield lets a busy rank on the same core run) and only naps once the wait is long,
+  // e.g. while rank 0 writes a checkpoint.
   for (;;) {
     int done = 0;
     check(MPI_Test(r, &done, MPI_STATUS_IGNORE), "MPI_Test", what);
@@ -101,8 +104,10 @@ void World::wait_request(void* req, const char* what) {
     if (probe_ && waited > 1.0)
       if (const int sig = probe_())
         throw CommError(cat(rank_prefix(), what, ": interrupted by signal ", sig, " while waiting for the other ranks"));
-    nap(pause);
-    pause = std::min<int64_t>(pause * 2, 1000000);
+    if (waited < 0.5)
+      sched_yield();
+    else
+      nap(200000);
   }
 #else
   (void)req;
