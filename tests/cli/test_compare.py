@@ -168,6 +168,40 @@ class Compare(unittest.TestCase):
                         numbers += want is not None
         self.assertGreater(numbers, 0, "every ratio was 'not reached': the check compared nothing")
 
+    def test_summary_json_agrees_with_the_runs_metrics(self):
+        with open(os.path.join(self.out, "summary.json")) as f:
+            sj = json.load(f)
+        self.assertEqual([v["name"] for v in sj["variants"]], VARIANTS)
+        self.assertEqual(sj["seeds"], [1, 2])
+        by_key = {m["key"]: m for m in sj["metrics"]}
+        compared = 0
+        for key in ("val_loss/text", "val_loss/image"):
+            m = by_key[key]
+            for v in VARIANTS[1:]:
+                for i, seed in enumerate((1, 2)):
+                    d, x = (curve(os.path.join(self.out, f"seed-{seed}", n), key) for n in ("dense", v))
+                    self.assertEqual(m["final"]["dense"][i], d[-1][1])
+                    self.assertEqual(m["final"][v][i], x[-1][1])
+                    for got, want in ((m["step_matching"][v][i], ratio(d, x)),
+                                      # the other direction: dense against the variant's final loss
+                                      (m["reverse_step_matching"][v][i],
+                                       None if ratio(x, d) is None else ratio(x, d) * x[-1][0] / d[-1][0])):
+                        if want is None:
+                            self.assertIsNone(got, (key, v, seed))
+                        else:
+                            self.assertAlmostEqual(got, want, places=9, msg=(key, v, seed))
+                            compared += 1
+                    # one of the two directions always exists: whichever ends lower is reached
+                    self.assertTrue(m["step_matching"][v][i] is not None
+                                    or m["reverse_step_matching"][v][i] is not None, (key, v, seed))
+        self.assertGreater(compared, 0)
+        for r in sj["runs"]:
+            rows = metrics(os.path.join(self.out, f"seed-{r['seed']}", r["variant"]))
+            self.assertEqual(r["steps"], STEPS)
+            self.assertEqual(r["tokens"], sum(x["tokens"] for x in rows))
+            tail = [x["loss"] for x in rows if "loss" in x][-1:]  # 12 steps: the last tenth is one step
+            self.assertAlmostEqual(r["train_loss_tail"]["loss"], sum(tail) / len(tail), places=12)
+
     def test_variants_share_data_order_schedule_and_seed(self):
         for seed in (1, 2):
             steps = None

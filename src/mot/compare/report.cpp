@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "mot/compare/plot.hpp"
+#include "mot/compare/summary_json.hpp"
 #include "mot/core/error.hpp"
 #include "mot/core/units.hpp"
 #include "mot/io/atomic_file.hpp"
@@ -59,17 +60,6 @@ const AxisInfo kAxes[] = {
      "training seconds (sum of step times)"},
 };
 
-// Per seed: the ratio of `variant` against the baseline on one loss and axis.
-std::vector<std::optional<double>> ratios(const ReportInput& in, const MetricSpec& m, const std::string& v, Axis a) {
-  const std::string& base = in.variants.front().name;
-  std::vector<std::optional<double>> out;
-  for (int seed : in.seeds) {
-    out.push_back(step_matching_ratio(on_axis(run_of(in, base, seed).metrics, m.key, a, flops_per_token(in, base)),
-                                      on_axis(run_of(in, v, seed).metrics, m.key, a, flops_per_token(in, v))));
-  }
-  return out;
-}
-
 std::vector<double> reached_of(const std::vector<std::optional<double>>& r) {
   std::vector<double> out;
   for (const auto& x : r)
@@ -78,14 +68,19 @@ std::vector<double> reached_of(const std::vector<std::optional<double>>& r) {
 }
 
 // The step-matching verdict, judged on every seed: an effect only when all agree.
-std::string verdict(const std::vector<double>& reached, size_t n, const std::string& v, const std::string& base) {
+std::string verdict(const std::vector<double>& reached, size_t n, const std::string& v, const std::string& base,
+                    const std::vector<double>& behind) {
   double mx = 0;
   for (double r : reached) mx = std::max(mx, r);
   if (reached.size() == n && mx < 0.95)
     return cat(v, " reaches ", base, "'s final loss in ", mean_spread(reached, f2), " of the steps in every seed");
   if (reached.size() == n && mx <= 1.0)
     return cat("about even: ", v, " matches ", base, " only at the end of training in some seed");
-  if (reached.empty()) return cat(v, " never reaches ", base, "'s final loss");
+  if (reached.empty()) {
+    std::string s = cat(v, " never reaches ", base, "'s final loss");
+    if (behind.size() == n) s += cat(" (", base, " reaches ", v, "'s final loss in ", mean_spread(behind, f2), " of its steps)");
+    return s;
+  }
   return cat("not stable: ", v, " reaches ", base, "'s final loss in ", reached.size(), " of ", n, " seeds");
 }
 
@@ -117,11 +112,12 @@ void matching_section(std::ostringstream& md, const ReportInput& in, const AxisI
   for (const auto& m : in.metrics)
     for (size_t vi = 1; vi < in.variants.size(); ++vi) {
       const std::string& v = in.variants[vi].name;
-      const auto r = ratios(in, m, v, ax.axis);
+      const auto r = matching_ratios(in, m, v, ax.axis);
       md << "| " << m.label << " | " << v << " |";
       for (const auto& x : r) md << " " << (x ? f2(*x) : "not reached") << " |";
       md << " " << reached_cell(reached_of(r), r.size()) << " |";
-      if (ax.axis == Axis::Steps) md << " " << verdict(reached_of(r), r.size(), v, base) << " |";
+      if (ax.axis == Axis::Steps) md << " " << verdict(reached_of(r), r.size(), v, base,
+                                                            reached_of(matching_ratios(in, m, v, ax.axis, true))) << " |";
       md << "\n";
     }
   md << "\n";
@@ -133,6 +129,18 @@ const Run& run_of(const ReportInput& in, const std::string& v, int seed) {
 }
 
 }  // namespace
+
+std::vector<std::optional<double>> matching_ratios(const ReportInput& in, const MetricSpec& m, const std::string& v,
+                                                   Axis a, bool reverse) {
+  const std::string& base = in.variants.front().name;
+  std::vector<std::optional<double>> out;
+  for (int seed : in.seeds) {
+    const Series d = on_axis(run_of(in, base, seed).metrics, m.key, a, flops_per_token(in, base));
+    const Series x = on_axis(run_of(in, v, seed).metrics, m.key, a, flops_per_token(in, v));
+    out.push_back(reverse ? reverse_matching_ratio(d, x) : step_matching_ratio(d, x));
+  }
+  return out;
+}
 
 const Run* find_run(const ReportInput& in, const std::string& v, int seed) {
   for (const auto& r : in.runs)
@@ -181,10 +189,11 @@ std::string write_report(const ReportInput& in) {
   for (const auto& m : in.metrics)
     for (size_t vi = 1; vi < in.variants.size(); ++vi) {
       const std::string& v = in.variants[vi].name;
-      const auto steps = ratios(in, m, v, Axis::Steps);
-      md << "- **" << m.label << "** (" << v << "): " << verdict(reached_of(steps), steps.size(), v, base)
-         << "; FLOPs-matching " << reached_cell(reached_of(ratios(in, m, v, Axis::Flops)), in.seeds.size())
-         << ", wall-clock-matching " << reached_cell(reached_of(ratios(in, m, v, Axis::Seconds)), in.seeds.size())
+      const auto steps = matching_ratios(in, m, v, Axis::Steps);
+      md << "- **" << m.label << "** (" << v << "): " << verdict(reached_of(steps), steps.size(), v, base,
+                                           reached_of(matching_ratios(in, m, v, Axis::Steps, true)))
+         << "; FLOPs-matching " << reached_cell(reached_of(matching_ratios(in, m, v, Axis::Flops)), in.seeds.size())
+         << ", wall-clock-matching " << reached_cell(reached_of(matching_ratios(in, m, v, Axis::Seconds)), in.seeds.size())
          << ".\n";
     }
 
@@ -210,6 +219,7 @@ std::string write_report(const ReportInput& in) {
   md << "\n## Reproduce\n\n```\n" << in.commands << "\n```\n";
 
   for (const auto& ax : kAxes) plot_curves(in, ax.axis, ax.png, ax.xlabel);
+  write_summary_json(in);
   const std::string text = md.str();
   io::write_file_atomic(in.out_dir + "/report.md", text);
   return text;

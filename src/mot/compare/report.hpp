@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,7 +48,13 @@ struct ReportInput {
 const Run* find_run(const ReportInput& in, const std::string& variant, int seed);
 double flops_per_token(const ReportInput& in, const std::string& variant);
 
-// Writes report.md, loss.png (against steps), loss-flops.png and loss-wallclock.png;
+// Per seed: `variant`'s matching ratio against the baseline on one loss and axis
+// (step_matching_ratio), or with `reverse` the baseline's against the variant's final
+// loss (reverse_matching_ratio).
+std::vector<std::optional<double>> matching_ratios(const ReportInput& in, const MetricSpec& m,
+                                                   const std::string& variant, Axis axis, bool reverse = false);
+
+// Writes report.md, summary.json, loss.png (against steps), loss-flops.png and loss-wallclock.png;
 // returns the markdown. Throws mot::Error if gnuplot fails.
 std::string write_report(const ReportInput& in);
 

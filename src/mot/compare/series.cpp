@@ -52,6 +52,13 @@ std::optional<double> step_matching_ratio(const Series& dense, const Series& var
   return *step / dense.final_step();
 }
 
+std::optional<double> reverse_matching_ratio(const Series& dense, const Series& variant) {
+  if (dense.empty() || variant.empty()) return std::nullopt;
+  auto step = first_step_reaching(dense, variant.final_value());
+  if (!step) return std::nullopt;
+  return *step / dense.final_step();
+}
+
 Series mean_series(const std::vector<const Series*>& runs) {
   Series m;
   if (runs.empty()) return m;

@@ -27,6 +27,12 @@ std::optional<double> first_step_reaching(const Series& s, double target);
 // divided by dense's final step; nullopt when not reached.
 std::optional<double> step_matching_ratio(const Series& dense, const Series& variant);
 
+// The other direction, for a variant that ends behind: first step at which `dense`
+// reaches `variant`'s final value, divided by dense's final step (0.8: dense got there
+// with 80% of its steps, so the variant is about 1/0.8 = 1.25x slower); nullopt when
+// dense never gets as low as the variant ends.
+std::optional<double> reverse_matching_ratio(const Series& dense, const Series& variant);
+
 // Mean over several runs' series evaluated at the steps of the first (runs with
 // missing points are skipped at that step).
 Series mean_series(const std::vector<const Series*>& runs);
