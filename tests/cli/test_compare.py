@@ -202,6 +202,32 @@ class Compare(unittest.TestCase):
             tail = [x["loss"] for x in rows if "loss" in x][-1:]  # 12 steps: the last tenth is one step
             self.assertAlmostEqual(r["train_loss_tail"]["loss"], sum(tail) / len(tail), places=12)
 
+    def test_one_line_verdict_sorts_every_loss_by_the_ratios(self):
+        summary = sections(self.report)["Summary"]
+        line = [l for l in summary.splitlines() if l.startswith("**mot against dense in one line:**")]
+        self.assertEqual(len(line), 1, summary)
+        groups = {}
+        for part in line[0].split(":** ", 1)[1].rstrip(".").split(". "):
+            for head in ("Ahead in every seed on ", "Behind in every seed on ", "Even, or the seeds disagree, on "):
+                if part.startswith(head):
+                    groups[head.split()[0]] = part[len(head):]
+        for key, label in (("val_loss/text", "text tokens, all validation data"),
+                           ("val_loss/image", "image tokens, all validation data")):
+            fwd, rev = [], []
+            for seed in (1, 2):
+                d, m = (curve(os.path.join(self.out, f"seed-{seed}", x), key) for x in ("dense", "mot"))
+                fwd.append(ratio(d, m))
+                rev.append(ratio(m, d))  # steps dense needs to reach mot's final (same step counts)
+            if all(f is not None and f < 0.95 for f in fwd):
+                want = "Ahead"
+            elif all(f is None for f in fwd) and all(r is not None and r < 0.95 for r in rev):
+                want = "Behind"
+            else:
+                want = "Even,"
+            self.assertIn(label, groups.get(want, ""), (key, fwd, rev, line[0]))
+            for other in set(groups) - {want}:
+                self.assertNotIn(label + " (", groups[other] + " (", (key, other, line[0]))
+
     def test_variants_share_data_order_schedule_and_seed(self):
         for seed in (1, 2):
             steps = None

@@ -84,6 +84,52 @@ std::string verdict(const std::vector<double>& reached, size_t n, const std::str
   return cat("not stable: ", v, " reaches ", base, "'s final loss in ", reached.size(), " of ", n, " seeds");
 }
 
+// "0.77 of the steps, 0.74–0.79": the mean, what it counts, the range over seeds.
+std::string ratio_and_range(const std::vector<double>& v, const char* unit) {
+  double s = 0;
+  for (double x : v) s += x;
+  std::string out = f2(s / static_cast<double>(v.size())) + unit;
+  if (v.size() > 1)
+    out += ", " + f2(*std::min_element(v.begin(), v.end())) + "–" + f2(*std::max_element(v.begin(), v.end()));
+  return out;
+}
+
+// One plain-language line per variant: the losses on which every seed puts it ahead of
+// the baseline (reaches the baseline's final loss within 95% of the steps), the ones on
+// which every seed puts it behind (the baseline reaches the variant's final loss within
+// 95% of its steps; shown as the variant's extrapolated step ratio, 1 / that share), and
+// the rest (even, or the seeds disagree). The same thresholds as verdict().
+std::string one_line(const ReportInput& in, const std::string& v) {
+  const std::string& base = in.variants.front().name;
+  std::vector<std::string> ahead, behind, even;
+  for (const auto& m : in.metrics) {
+    const auto fwd = reached_of(matching_ratios(in, m, v, Axis::Steps));
+    const auto rev = reached_of(matching_ratios(in, m, v, Axis::Steps, true));
+    const size_t n = in.seeds.size();
+    if (fwd.size() == n && *std::max_element(fwd.begin(), fwd.end()) < 0.95) {
+      ahead.push_back(cat(m.label, " (", ratio_and_range(fwd, " of the steps"), ")"));
+    } else if (fwd.empty() && rev.size() == n && *std::max_element(rev.begin(), rev.end()) < 0.95) {
+      std::vector<double> slower;
+      for (double r : rev) slower.push_back(1.0 / r);
+      behind.push_back(cat(m.label, " (", ratio_and_range(slower, "x the steps"), ")"));
+    } else {
+      even.push_back(m.label);
+    }
+  }
+  auto list = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? "; " : "") + v[i];
+    return s;
+  };
+  std::string s = cat("**", v, " against ", base, " in one line:** ");
+  std::vector<std::string> parts;
+  if (!ahead.empty()) parts.push_back("Ahead in every seed on " + list(ahead));
+  if (!behind.empty()) parts.push_back("Behind in every seed on " + list(behind));
+  if (!even.empty()) parts.push_back("Even, or the seeds disagree, on " + list(even));
+  for (size_t i = 0; i < parts.size(); ++i) s += (i ? ". " : "") + parts[i];
+  return s + ".\n\n";
+}
+
 void table_head(std::ostringstream& md, const std::vector<std::string>& cols) {
   md << "|";
   for (const auto& c : cols) md << " " << c << " |";
@@ -106,7 +152,7 @@ void matching_section(std::ostringstream& md, const ReportInput& in, const AxisI
   md << "\n\n";
   std::vector<std::string> cols = {"validation loss", "variant"};
   for (int seed : in.seeds) cols.push_back(cat("seed ", seed));
-  cols.push_back("mean (min–max)");
+  cols.emplace_back("mean (min–max)");
   if (ax.axis == Axis::Steps) cols.push_back("verdict");
   table_head(md, cols);
   for (const auto& m : in.metrics)
@@ -186,6 +232,7 @@ std::string write_report(const ReportInput& in) {
   for (const auto& ax : kAxes) matching_section(md, in, ax);
 
   md << "## Summary\n\n";
+  for (size_t vi = 1; vi < in.variants.size(); ++vi) md << one_line(in, in.variants[vi].name);
   for (const auto& m : in.metrics)
     for (size_t vi = 1; vi < in.variants.size(); ++vi) {
       const std::string& v = in.variants[vi].name;
