@@ -60,15 +60,15 @@ def corpus_tokens(root, corpus):
         return json.load(f)["shards"]["train-000.shard"]["tokens"]
 
 
-def write(out_dir, points, seeds):
+def write(out_dir, points):
     root = os.path.dirname(os.path.dirname(out_dir))
     head = ["point", "what changes", "variant", "dense params", "tokens trained", "tokens / param", "epochs"]
     head += [label for _, label in LOSSES]
     head += ["final image loss vs dense", "train image loss vs dense", "final text loss vs dense"]
     lines = ["# The regime study: step ratio of MoT against dense at each point", "", __doc__.split("\n\n", 1)[1], "",
-             f"Seeds per point: {seeds}. Written by `results/regime/study.py table`.", "",
+             "Seeds per point: 2 unless the point says otherwise. Written by `results/regime/study.py table`.", "",
              "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for name, corpus, steps, sets, variants, what in points:
+    for name, corpus, steps, sets, variants, what, *_ in points:
         path = os.path.join(out_dir, name, "summary.json")
         if not os.path.exists(path):
             continue

@@ -10,9 +10,10 @@ command continues where it stopped); each finished point's report.md, loss.png a
 summary.json are copied to results/regime/<point>/, and `study.py table` writes the
 tables of results/regime/TABLE.md from the summaries.
 
-  results/regime/study.py run [POINT ...]     train (all points, in the order below)
+  results/regime/study.py run [POINT ...]     train the named points in that order (default: all, in
+                                              the order below)
   results/regime/study.py table               aggregate the finished points
-  results/regime/study.py list                the grid with its costs
+  results/regime/study.py list                the grid
 
 Only the Python standard library; `mot` from build/ (or $MOT_BIN).
 """
@@ -33,6 +34,7 @@ OUT = os.path.join(ROOT, "results", "regime")
 # tokens: a 2000-step tiny run sees it about twice); c24-320k has the same images and
 # 16x the scenes, so no run below repeats a document.
 CORPORA = {
+    "c24-80k": ["--image-size", "24", "--codebook", "512", "--scenes", "80000"],
     "c24-20k": ["--image-size", "24", "--codebook", "512", "--scenes", "20000"],
     "c24-320k": ["--image-size", "24", "--codebook", "512", "--scenes", "320000"],
     "c32-160k": ["--image-size", "32", "--codebook", "1024", "--scenes", "160000"],
@@ -52,7 +54,7 @@ def lr(x):
     return [f"train.lr={x}", f"train.min_lr={x / 10:g}"]
 
 
-# (point, corpus, steps, --set overrides, variants, what it tests). The base model is
+# (point, corpus, steps, --set overrides, variants, what it tests[, seeds]). The base model is
 # configs/tiny.toml (d96, 3 layers, 4 heads, FFN 256, 8 rows x 128 tokens, lr 3e-3).
 POINTS = [
     ("base", "c24-20k", 2000, [], "dense,mot,mot-untie-ffn,mot-untie-attention",
@@ -61,6 +63,8 @@ POINTS = [
     ("fresh-8k", "c24-320k", 8000, [], "dense,mot", "4x the tokens per parameter"),
     ("batch32", "c24-320k", 2000, ["train.batch_size=32"], "dense,mot",
      "4x the rows per step (the tokens of fresh-8k in a quarter of the steps): less gradient noise per modality"),
+    ("batch32-500", "c24-80k", 500, ["train.batch_size=32", "train.eval_every=25", "train.log_every=25"], "dense,mot",
+     "32 rows x 500 steps: base's tokens in a quarter of the steps (3 seeds)", 3),
     ("d64", "c24-320k", 2000, width(64, 176), "dense,mot", "width 64"),
     ("d128", "c24-320k", 2000, width(128, 344), "dense,mot", "width 128"),
     ("d192", "c24-320k", 2000, width(192, 512), "dense,mot", "width 192"),
@@ -71,6 +75,8 @@ POINTS = [
     ("img32", "c32-160k", 2000, [], "dense,mot", "32x32 images: 64 tokens, 1024 codes"),
     ("img48", "c48-80k", 2000, ["train.seq_len=256", "train.batch_size=4"], "dense,mot",
      "48x48 images: 144 tokens, 2048 codes (rows of 256 tokens, same tokens per step)"),
+    ("base-parts", "c24-20k", 2000, [], "dense,mot-untie-ffn+attention,mot-untie-norm",
+     "the demo as it was: attention and FFN untied with shared norms, and norms alone"),
     ("d256", "c24-320k", 2000, width(256, 688), "dense,mot", "width 256 (the paper's 37M width)"),
 ]
 SEEDS = 2
@@ -85,10 +91,11 @@ def corpus(name):
 
 
 def run_point(p):
-    name, corp, steps, sets, variants, _ = p
+    name, corp, steps, sets, variants = p[:5]
+    seeds = p[6] if len(p) > 6 else SEEDS
     data = corpus(corp)
     cmd = [MOT, "compare", "--config", os.path.join(ROOT, CONFIG), "--data", data, "--variants", variants,
-           "--steps", str(steps), "--seeds", str(SEEDS), "--parallel", "2", "--evalgen-scenes", "0",
+           "--steps", str(steps), "--seeds", str(seeds), "--parallel", "2", "--evalgen-scenes", "0",
            "--out", os.path.join(RUNS, name)]
     for s in sets:
         cmd += ["--set", s]
@@ -117,12 +124,12 @@ def main():
         unknown = set(names) - {p[0] for p in POINTS}
         if unknown:
             sys.exit(f"study: unknown point(s) {', '.join(sorted(unknown))} (see `study.py list`)")
-        for p in POINTS:
-            if p[0] in names:
-                run_point(p)
+        by_name = {p[0]: p for p in POINTS}
+        for n in names:  # in the order given
+            run_point(by_name[n])
         return
     import regime_table  # noqa: E402  (results/regime/regime_table.py)
-    regime_table.write(OUT, POINTS, SEEDS)
+    regime_table.write(OUT, POINTS)
 
 
 if __name__ == "__main__":

@@ -141,6 +141,10 @@ class Corpus(unittest.TestCase):
                        "image given caption", "seed 2", "## Generation", "![generated images](generation.png)",
                        "- **Generation** (mot vs dense): better images? "):
             self.assertIn(needle, report)
+        # the plain-language verdict is printed and is the report's
+        verdict = [l for l in r.stdout.splitlines() if l.startswith("**mot against dense in one line:**")]
+        self.assertEqual(len(verdict), 1, r.stdout)
+        self.assertIn(verdict[0], report)
         gen = report.split("## Generation")[1].split("## Time per step")[0]
         self.assertIn("| images → captions: slot accuracy |", gen)
         # The corpus row of the generation table: its own captions are exact.
