@@ -26,6 +26,10 @@ MOT=${MOT_BIN:-build/mot}
 "$MOT" compare --config configs/small-transfusion.toml --data data/transfusion --variants dense,mot --seeds 2 \
   --out runs/results-transfusion
 
+# The regime study (issue 18) has its own driver, resumable, about 2.5 hours on 2 cores:
+#   results/regime/study.py run && results/regime/study.py table
+# (its batch32-500 point was run as `mot demo` with that point's settings, 3 seeds).
+
 for size in tiny small transfusion; do
   src=runs/results-$size dst=results/$size
   rm -rf "$dst" && mkdir -p "$dst"

@@ -88,6 +88,24 @@ def write(out_dir, points):
             row += [gap(s, "val_loss/image", v["name"]), gap(s, "loss/image", v["name"], train=True),
                     gap(s, "val_loss/text", v["name"])]
             lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "The same, compact (as in results/README.md):", "",
+              "| point | what changes | tokens / param | seeds | " + " | ".join(l for _, l in LOSSES)
+              + " | final image loss | final text loss |", "|" + " --- |" * (4 + len(LOSSES) + 2)]
+    for name, corpus, steps, sets, variants, what, *_ in points:
+        path = os.path.join(out_dir, name, "summary.json")
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            s = json.load(f)
+        dense = s["variants"][0]
+        tokens = statistics.mean(r["tokens"] for r in s["runs"] if r["variant"] == "dense")
+        metrics = {m["key"]: m for m in s["metrics"]}
+        for v in s["variants"][1:]:
+            label = name if v["name"] == "mot" else f"{name}: {v['name']}"
+            row = [label, what, f"{tokens / dense['params_total']:.1f}", str(len(s["seeds"]))]
+            row += [cell(rho(metrics[k], v["name"])) if k in metrics else "n/a" for k, _ in LOSSES]
+            row += [gap(s, "val_loss/image", v["name"]), gap(s, "val_loss/text", v["name"])]
+            lines.append("| " + " | ".join(row) + " |")
     with open(os.path.join(out_dir, "TABLE.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -59,6 +59,7 @@ def lr(x):
 POINTS = [
     ("base", "c24-20k", 2000, [], "dense,mot,mot-untie-ffn,mot-untie-attention",
      "the demo as it was (corpus repeated ~2x); which untied part matters"),
+    ("demo", "c24-80k", 2000, [], "dense,mot", "the demo now: base on 80000 scenes (run as `mot demo`)", 3),
     ("fresh-2k", "c24-320k", 2000, [], "dense,mot", "no repeated documents"),
     ("fresh-8k", "c24-320k", 8000, [], "dense,mot", "4x the tokens per parameter"),
     ("batch32", "c24-320k", 2000, ["train.batch_size=32"], "dense,mot",
