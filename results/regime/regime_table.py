@@ -60,6 +60,20 @@ def corpus_tokens(root, corpus):
         return json.load(f)["shards"]["train-000.shard"]["tokens"]
 
 
+def finished(out_dir, points):
+    """The points with a summary: (point, its summary, dense's entry, dense's mean training
+    tokens, the summary's metrics by key)."""
+    for p in points:
+        path = os.path.join(out_dir, p[0], "summary.json")
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            s = json.load(f)
+        dense = next(v for v in s["variants"] if v["name"] == "dense")
+        tokens = statistics.mean(r["tokens"] for r in s["runs"] if r["variant"] == "dense")
+        yield p, s, dense, tokens, {m["key"]: m for m in s["metrics"]}
+
+
 def write(out_dir, points):
     root = os.path.dirname(os.path.dirname(out_dir))
     head = ["point", "what changes", "variant", "dense params", "tokens trained", "tokens / param", "epochs"]
@@ -68,19 +82,12 @@ def write(out_dir, points):
     lines = ["# The regime study: step ratio of MoT against dense at each point", "", __doc__.split("\n\n", 1)[1], "",
              "Seeds per point: 2 unless the point says otherwise. Written by `results/regime/study.py table`.", "",
              "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for name, corpus, steps, sets, variants, what, *_ in points:
-        path = os.path.join(out_dir, name, "summary.json")
-        if not os.path.exists(path):
-            continue
-        with open(path) as f:
-            s = json.load(f)
-        dense = next(v for v in s["variants"] if v["name"] == "dense")
-        tokens = statistics.mean(r["tokens"] for r in s["runs"] if r["variant"] == "dense")
+    done = list(finished(out_dir, points))
+    for (name, corpus, _, _, _, what, *_), s, dense, tokens, metrics in done:
         try:
             epochs = f"{tokens / corpus_tokens(root, corpus):.2f}"
         except OSError:
             epochs = "n/a"
-        metrics = {m["key"]: m for m in s["metrics"]}
         for v in s["variants"][1:]:
             row = [name, what, v["name"], f"{dense['params_total'] / 1e6:.2f}M", f"{tokens / 1e6:.1f}M",
                    f"{tokens / dense['params_total']:.1f}", epochs]
@@ -91,15 +98,7 @@ def write(out_dir, points):
     lines += ["", "The same, compact (as in results/README.md):", "",
               "| point | what changes | tokens / param | seeds | " + " | ".join(l for _, l in LOSSES)
               + " | final image loss | final text loss |", "|" + " --- |" * (4 + len(LOSSES) + 2)]
-    for name, corpus, steps, sets, variants, what, *_ in points:
-        path = os.path.join(out_dir, name, "summary.json")
-        if not os.path.exists(path):
-            continue
-        with open(path) as f:
-            s = json.load(f)
-        dense = s["variants"][0]
-        tokens = statistics.mean(r["tokens"] for r in s["runs"] if r["variant"] == "dense")
-        metrics = {m["key"]: m for m in s["metrics"]}
+    for (name, _, _, _, _, what, *_), s, dense, tokens, metrics in done:
         for v in s["variants"][1:]:
             label = name if v["name"] == "mot" else f"{name}: {v['name']}"
             row = [label, what, f"{tokens / dense['params_total']:.1f}", str(len(s["seeds"]))]

@@ -67,12 +67,18 @@ std::vector<double> reached_of(const std::vector<std::optional<double>>& r) {
   return out;
 }
 
+// A ratio counts as an effect when every one of the n seeds has it below this.
+constexpr double kEffectBelow = 0.95;
+bool every_seed_below(const std::vector<double>& v, size_t n, double limit) {
+  return v.size() == n && !v.empty() && *std::max_element(v.begin(), v.end()) < limit;
+}
+
 // The step-matching verdict, judged on every seed: an effect only when all agree.
 std::string verdict(const std::vector<double>& reached, size_t n, const std::string& v, const std::string& base,
                     const std::vector<double>& behind) {
   double mx = 0;
   for (double r : reached) mx = std::max(mx, r);
-  if (reached.size() == n && mx < 0.95)
+  if (every_seed_below(reached, n, kEffectBelow))
     return cat(v, " reaches ", base, "'s final loss in ", mean_spread(reached, f2), " of the steps in every seed");
   if (reached.size() == n && mx <= 1.0)
     return cat("about even: ", v, " matches ", base, " only at the end of training in some seed");
@@ -98,7 +104,7 @@ std::string ratio_and_range(const std::vector<double>& v, const char* unit) {
 // the baseline (reaches the baseline's final loss within 95% of the steps), the ones on
 // which every seed puts it behind (the baseline reaches the variant's final loss within
 // 95% of its steps; shown as the variant's extrapolated step ratio, 1 / that share), and
-// the rest (even, or the seeds disagree). The same thresholds as verdict().
+// the rest (even, or the seeds disagree). The same threshold as verdict().
 std::string one_line(const ReportInput& in, const std::string& v) {
   const std::string& base = in.variants.front().name;
   std::vector<std::string> ahead, behind, even;
@@ -106,9 +112,9 @@ std::string one_line(const ReportInput& in, const std::string& v) {
     const auto fwd = reached_of(matching_ratios(in, m, v, Axis::Steps));
     const auto rev = reached_of(matching_ratios(in, m, v, Axis::Steps, true));
     const size_t n = in.seeds.size();
-    if (fwd.size() == n && *std::max_element(fwd.begin(), fwd.end()) < 0.95) {
+    if (every_seed_below(fwd, n, kEffectBelow)) {
       ahead.push_back(cat(m.label, " (", ratio_and_range(fwd, " of the steps"), ")"));
-    } else if (fwd.empty() && rev.size() == n && *std::max_element(rev.begin(), rev.end()) < 0.95) {
+    } else if (fwd.empty() && every_seed_below(rev, n, kEffectBelow)) {
       std::vector<double> slower;
       for (double r : rev) slower.push_back(1.0 / r);
       behind.push_back(cat(m.label, " (", ratio_and_range(slower, "x the steps"), ")"));
@@ -254,12 +260,11 @@ std::string write_report(const ReportInput& in) {
   for (const auto& v : in.variants) {
     md << "| " << v.name << " |";
     for (int seed : in.seeds) {
-      std::vector<double> ms = on_axis(run_of(in, v.name, seed).metrics, "ms", Axis::Steps, 0).values;
+      const std::vector<double> ms = on_axis(run_of(in, v.name, seed).metrics, "ms", Axis::Steps, 0).values;
       if (ms.empty()) { md << " not logged |"; continue; }
       double total = 0;
       for (double x : ms) total += x;
-      std::nth_element(ms.begin(), ms.begin() + static_cast<long>(ms.size() / 2), ms.end());
-      md << " " << f2(ms[ms.size() / 2]) << " ms/step, " << f2(total / 1000.0) << " s |";
+      md << " " << f2(median(ms)) << " ms/step, " << f2(total / 1000.0) << " s |";
     }
     md << "\n";
   }

@@ -59,6 +59,12 @@ std::optional<double> reverse_matching_ratio(const Series& dense, const Series& 
   return *step / dense.final_step();
 }
 
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(v.size() / 2), v.end());
+  return v[v.size() / 2];
+}
+
 Series mean_series(const std::vector<const Series*>& runs) {
   Series m;
   if (runs.empty()) return m;

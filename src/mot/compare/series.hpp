@@ -33,6 +33,9 @@ std::optional<double> step_matching_ratio(const Series& dense, const Series& var
 // dense never gets as low as the variant ends.
 std::optional<double> reverse_matching_ratio(const Series& dense, const Series& variant);
 
+// The upper median of `v` (the element at index size/2 once sorted); 0 when empty.
+double median(std::vector<double> v);
+
 // Mean over several runs' series evaluated at the steps of the first (runs with
 // missing points are skipped at that step).
 Series mean_series(const std::vector<const Series*>& runs);

@@ -4,7 +4,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include "mot/core/error.hpp"
 #include "mot/io/atomic_file.hpp"
 
 namespace mot::compare {
@@ -23,12 +22,6 @@ double sum(const std::vector<double>& v) {
   double s = 0;
   for (double x : v) s += x;
   return s;
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::nth_element(v.begin(), v.begin() + static_cast<long>(v.size() / 2), v.end());
-  return v[v.size() / 2];
 }
 
 // Mean of the last tenth of a per-step series (training losses are logged every step
