@@ -140,6 +140,18 @@ class Transfusion(unittest.TestCase):
             self.assertEqual(digest(os.path.join(out, name)), digest(os.path.join(nocache, name)), name)
         with open(os.path.join(out, "generations.jsonl")) as f:
             self.assertEqual(len([l for l in f if l.strip()]), 2)
+        # eta 1 (fresh noise every step): another image than deterministic DDIM, the same
+        # one again for the same seed, with or without the KV cache.
+        noisy = [self.w.p("gen-eta1"), self.w.p("gen-eta1-again"), self.w.p("gen-eta1-nocache")]
+        for d, extra in zip(noisy, ([], [], ["--no-kv-cache"])):
+            r = run(args + ["--eta", "1", "--out", d] + extra)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(noisy[0], "generations.jsonl")) as f:
+            self.assertEqual(json.loads(f.readline())["eta"], 1.0)
+        for name in ("000.png", "001.png"):
+            self.assertNotEqual(digest(os.path.join(out, name)), digest(os.path.join(noisy[0], name)), name)
+            for d in noisy[1:]:
+                self.assertEqual(digest(os.path.join(noisy[0], name)), digest(os.path.join(d, name)), name)
         cap = self.w.p("cap")
         r = run(["generate", "--model", self.model, "--prompt-image", os.path.join(out, "000.png"),
                  "--max-tokens", "8", "--out", cap])
@@ -161,6 +173,7 @@ class Transfusion(unittest.TestCase):
         j = json.loads(r.stdout)
         self.assertEqual(j["n"], 3)
         self.assertEqual(j["sampling"]["cfg"], 3.0)
+        self.assertEqual(j["sampling"]["eta"], 0.0)
         for k in ("image.parse_rate", "image.exact", "caption.exact", "caption.slot_acc", "caption.cider"):
             self.assertIn(k, j)
         self.assertTrue(os.path.exists(self.w.p("eg/grid.png")))
@@ -199,6 +212,11 @@ class Transfusion(unittest.TestCase):
         r = run(["generate", "--model", self.model, "--prompt", "a red circle", "--steps", "1001", "--out",
                  self.w.p("g2")])
         self.assertEqual(r.returncode, 2, r.stderr)
+        r = run(["generate", "--model", self.model, "--prompt", "a red circle", "--eta", "1.5", "--out",
+                 self.w.p("g3")])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertIn("--eta", r.stderr)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,8 @@ void register_evalgen(CLI::App& app, Action& action) {
   sub->add_option("--cfg", o->cfg, "classifier-free guidance weight for the images (0: off; default 0, Transfusion 3)")
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--steps", o->steps, "DDIM steps per image (Transfusion models; default 50)")->check(int_range(1, 100000));
+  sub->add_option("--eta", o->eta, "DDIM's eta (Transfusion models; 0: deterministic DDIM, the default; 1: DDPM-like, "
+                  "fresh noise every step)")->check(CLI::Range(0.0, 1.0));
   sub->add_option("--batch", o->batch, "prompts per generation batch")->check(int_range(1, 4096));
   sub->add_option("--baseline", o->baseline, "score the corpus instead of a model: truth, shuffled or random")
       ->check(CLI::IsMember({"truth", "shuffled", "random"}));

@@ -32,7 +32,7 @@ using nlohmann::json;
 struct GenerateOpts {
   std::string model, data, prompt, prompt_image, prompt_audio, prompt_file, modality, out, dtype = "fp32";
   int64_t n = 1, max_tokens = 0, top_k = 0, steps = 0, threads = 0;
-  double temperature = 1.0, top_p = 1.0, cfg = 0.0;
+  double temperature = 1.0, top_p = 1.0, cfg = 0.0, eta = 0.0;
   uint64_t seed = 0;
   bool no_kv_cache = false;
   bool cfg_given = false;
@@ -154,6 +154,7 @@ int run_generate_transfusion(const GenerateOpts& o, const ModelConfig& c) {
   DiffusionSampling ds;
   ds.steps = o.steps > 0 ? o.steps : 50;
   ds.cfg = o.cfg_given ? o.cfg : 3.0;
+  ds.eta = o.eta;
   ds.seed = o.seed;
   ds.kv_cache = !o.no_kv_cache;
   ds.precision = parse_precision(o.dtype, "--dtype");
@@ -193,6 +194,7 @@ int run_generate_transfusion(const GenerateOpts& o, const ModelConfig& c) {
       j["target"] = "image";
       j["steps"] = ds.steps;
       j["cfg"] = ds.cfg;
+      j["eta"] = ds.eta;
       j["finished"] = true;
     } else {
       const CaptionResult& r = caps[nc++];
@@ -209,8 +211,8 @@ int run_generate_transfusion(const GenerateOpts& o, const ModelConfig& c) {
     std::printf("%s: %s\n", stem, text.c_str());
   }
   io::write_file_atomic((fs::path(o.out) / "generations.jsonl").string(), lines);
-  std::fprintf(stderr, "generated %zu images (%lld DDIM steps, cfg %g) and %zu captions in %.2f s (%s); wrote %s\n",
-               made.size(), static_cast<long long>(ds.steps), ds.cfg, caps.size(), secs,
+  std::fprintf(stderr, "generated %zu images (%lld DDIM steps, eta %g, cfg %g) and %zu captions in %.2f s (%s); wrote %s\n",
+               made.size(), static_cast<long long>(ds.steps), ds.eta, ds.cfg, caps.size(), secs,
                ds.kv_cache ? "KV cache" : "no KV cache", (fs::path(o.out) / "generations.jsonl").c_str());
   return 0;
 }
@@ -220,6 +222,7 @@ int run_generate(const GenerateOpts& o) {
   const ModelConfig c = read_model_config(o.model);
   if (c.has_continuous()) return run_generate_transfusion(o, c);
   if (o.steps > 0) fail("--steps is the sampler step count of Transfusion (diffusion) models; ", o.model, " is discrete");
+  if (o.eta != 0) fail("--eta is the DDIM noise of Transfusion (diffusion) models; ", o.model, " is discrete");
   const PromptCodec codec(tokenizer_dir(o.data, o.model), c);
   const std::vector<PromptItem> items = read_prompts(o, codec);
 
@@ -298,6 +301,8 @@ void register_generate(CLI::App& app, Action& action) {
   sub->add_option("--top-p", o->top_p, "nucleus sampling: the smallest set with probability >= p, in (0, 1]");
   sub->add_option("--cfg", o->cfg, "classifier-free guidance weight for images (0: off; z_u + w (z_c - z_u)); Transfusion default 3");
   sub->add_option("--steps", o->steps, "DDIM steps (Transfusion models only; default 50)")->check(positive_int());
+  sub->add_option("--eta", o->eta, "DDIM's eta (Transfusion models only; 0: deterministic DDIM, the default; 1: DDPM-like, "
+                  "fresh noise every step, kinder to small models)")->check(CLI::Range(0.0, 1.0));
   sub->add_option("--seed", o->seed, "sampling seed");
   sub->add_flag("--no-kv-cache", o->no_kv_cache, "recompute the whole prefix every step (same tokens, slower)");
   sub->add_option("--out", o->out, "output directory")->required();

@@ -107,6 +107,7 @@ json run_evalgen(const EvalgenOptions& o) {
   if (o.data.empty() && baseline) fail("--baseline needs --data (the corpus)");
   const std::string dir = baseline ? o.data : tokenizer_dir(o.data, o.model);
   if (is_transfusion_corpus(dir)) return run_evalgen_transfusion(o, dir);
+  if (o.eta != 0) fail("--eta is the DDIM noise of Transfusion (diffusion) models; ", dir, " is a discrete corpus");
   ModelConfig cfg;
   std::unique_ptr<Model> weights;
   if (baseline) {

@@ -27,6 +27,7 @@ struct EvalgenOptions {
   double temperature = 1.0, top_p = 1.0;
   double cfg = -1.0;     // guidance weight; < 0: the setting's default (discrete 0, Transfusion 3)
   int64_t steps = 50;    // DDIM steps (Transfusion)
+  double eta = 0.0;      // DDIM's eta (Transfusion; 0 deterministic, 1 DDPM-like)
   int64_t top_k = 0;
   uint64_t seed = 0;
   std::string dtype = "fp32";

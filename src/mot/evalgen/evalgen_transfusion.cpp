@@ -81,6 +81,7 @@ json run_evalgen_transfusion(const EvalgenOptions& o, const std::string& dir) {
   DiffusionSampling ds;
   ds.steps = o.steps;
   ds.cfg = o.cfg < 0 ? 3.0 : o.cfg;  // SPEC 2b's default guidance
+  ds.eta = o.eta;
   ds.precision = parse_precision(o.dtype, "--dtype");
   ds.text.temperature = o.temperature;
   ds.text.top_k = o.top_k;
@@ -158,7 +159,7 @@ json run_evalgen_transfusion(const EvalgenOptions& o, const std::string& dir) {
             {"model", baseline ? json(nullptr) : json(o.model)},
             {"baseline", baseline ? json(o.baseline) : json(nullptr)},
             {"sampling", {{"temperature", o.temperature}, {"top_k", o.top_k}, {"top_p", o.top_p}, {"cfg", ds.cfg},
-                          {"steps", o.steps}, {"seed", o.seed}}},
+                          {"steps", o.steps}, {"eta", ds.eta}, {"seed", o.seed}}},
             {"seconds", secs}};
   evalgen_detail::add_flat(j, "image", is.to_json());
   evalgen_detail::add_flat(j, "caption", cs.to_json());

@@ -91,6 +91,7 @@ void check_common(const ModelConfig& c, const TransfusionTokens& tok, const Diff
   if (opt.steps < 1 || opt.steps > c.diffusion_steps)
     fail("--steps ", opt.steps, ": must be in [1, ", c.diffusion_steps, "] (the model's diffusion_steps)");
   if (!std::isfinite(opt.cfg) || opt.cfg < 0) fail("--cfg ", opt.cfg, ": must be a finite number >= 0 (0: no guidance)");
+  if (!(opt.eta >= 0 && opt.eta <= 1)) fail("--eta ", opt.eta, ": must be in [0, 1] (0: deterministic DDIM, 1: DDPM-like)");
   for (int32_t t : {tok.bos, tok.eos, tok.boi, tok.eoi})
     if (t < 0 || t >= c.vocab_size) fail("the data's special token ids (bos/eos/boi/eoi) do not fit the model");
   validate_sampling(opt.text);
@@ -108,6 +109,20 @@ std::vector<int32_t> ddim_steps(int64_t T, int64_t steps) {
   return out;
 }
 
+void ddim_step(float* z, const double* eps, int64_t n, double a, double a_prev, double eta, Rng& rng, float* x0) {
+  // Song et al. 2021, eq. 16: sigma = eta * sqrt((1 - a_prev) / (1 - a)) * sqrt(1 - a / a_prev).
+  const double sigma = eta > 0 ? eta * std::sqrt((1 - a_prev) / (1 - a) * (1 - a / a_prev)) : 0.0;
+  const double direction = std::sqrt(std::max(0.0, 1 - a_prev - sigma * sigma));
+  for (int64_t i = 0; i < n; ++i) {
+    const double x = std::clamp((z[i] - std::sqrt(1 - a) * eps[i]) / std::sqrt(a), -1.0, 1.0);
+    x0[i] = static_cast<float>(x);
+    // The noise direction that agrees with the clamped x0 (not the raw prediction).
+    const double e_used = a < 1 ? (z[i] - std::sqrt(a) * x) / std::sqrt(1 - a) : eps[i];
+    const double fresh = sigma > 0 ? sigma * rng.normal() : 0.0;
+    z[i] = static_cast<float>(std::sqrt(a_prev) * x + direction * e_used + fresh);
+  }
+}
+
 std::vector<std::vector<float>> sample_images(const ModelConfig& c, const float* params, const TransfusionTokens& tok,
                                               const std::vector<std::vector<int32_t>>& prompts,
                                               const DiffusionSampling& opt) {
@@ -119,6 +134,7 @@ std::vector<std::vector<float>> sample_images(const ModelConfig& c, const float*
   const int64_t R0 = static_cast<int64_t>(prompts.size()), R = guided ? 2 * R0 : R0;
   std::vector<RowContext> rows(static_cast<size_t>(R));
   std::vector<std::vector<float>> z(static_cast<size_t>(R0));
+  std::vector<Rng> rng;  // row r's stream: its starting noise, then (eta > 0) each step's noise
   int64_t capacity = 0;
   for (int64_t r = 0; r < R; ++r) {
     RowContext& x = rows[r];
@@ -129,9 +145,9 @@ std::vector<std::vector<float>> sample_images(const ModelConfig& c, const float*
         if (t < 0 || t >= c.vocab_size) fail("prompt ", r + 1, ": token id ", t, " is outside the vocabulary");
       x.tokens = p;
       x.tokens.push_back(tok.boi);
-      Rng rng(row_seed(opt.seed, r));
+      rng.emplace_back(row_seed(opt.seed, r));
       z[r].resize(static_cast<size_t>(PD));
-      for (auto& v : z[r]) v = static_cast<float>(rng.normal());
+      for (auto& v : z[r]) v = static_cast<float>(rng[r].normal());
     } else {
       x.tokens = {tok.bos, tok.boi};  // the unconditional twin
     }
@@ -155,7 +171,8 @@ std::vector<std::vector<float>> sample_images(const ModelConfig& c, const float*
   }
   const CosineSchedule sched(c.diffusion_steps);
   const std::vector<int32_t> taus = ddim_steps(c.diffusion_steps, opt.steps);
-  std::vector<float> eps(static_cast<size_t>(R * PD));
+  std::vector<float> eps(static_cast<size_t>(R * PD)), x0(static_cast<size_t>(PD));
+  std::vector<double> e(static_cast<size_t>(PD));
   std::vector<std::vector<float>> out(static_cast<size_t>(R0), std::vector<float>(static_cast<size_t>(PD)));
   for (size_t k = 0; k < taus.size(); ++k) {
     for (auto& x : rows) x.span_t = taus[k];
@@ -163,20 +180,13 @@ std::vector<std::vector<float>> sample_images(const ModelConfig& c, const float*
     s.model.continuous_outputs(b, eps.data());
     const double a = sched.alpha_bar(taus[k]);
     const double a_prev = k + 1 < taus.size() ? sched.alpha_bar(taus[k + 1]) : 1.0;
+    const bool last = k + 1 == taus.size();
     for (int64_t r = 0; r < R0; ++r) {
       const float* ec = eps.data() + r * PD;
       const float* eu = guided ? eps.data() + (R0 + r) * PD : nullptr;
-      float* zr = z[r].data();
-      for (int64_t i = 0; i < PD; ++i) {
-        const double e = guided ? eu[i] + opt.cfg * (static_cast<double>(ec[i]) - eu[i]) : ec[i];
-        const double x0 = std::clamp((zr[i] - std::sqrt(1 - a) * e) / std::sqrt(a), -1.0, 1.0);
-        if (k + 1 == taus.size()) {
-          out[r][i] = static_cast<float>(x0);
-          continue;
-        }
-        const double e_used = a < 1 ? (zr[i] - std::sqrt(a) * x0) / std::sqrt(1 - a) : e;
-        zr[i] = static_cast<float>(std::sqrt(a_prev) * x0 + std::sqrt(1 - a_prev) * e_used);
-      }
+      for (int64_t i = 0; i < PD; ++i) e[i] = guided ? eu[i] + opt.cfg * (static_cast<double>(ec[i]) - eu[i]) : ec[i];
+      ddim_step(z[r].data(), e.data(), PD, a, last ? a : a_prev, last ? 0.0 : opt.eta, rng[r], x0.data());
+      if (last) std::copy(x0.begin(), x0.end(), out[r].begin());
     }
   }
   return out;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "mot/backend/precision.hpp"
+#include "mot/core/rng.hpp"
 #include "mot/generate/sampling.hpp"
 #include "mot/model/config.hpp"
 
@@ -29,6 +30,9 @@ struct TransfusionTokens {
 struct DiffusionSampling {
   int64_t steps = 50;   // DDIM steps (1 .. diffusion_steps)
   double cfg = 3.0;     // guidance weight w (0: no guidance, no twin rows)
+  // DDIM's η: 0 is deterministic DDIM (SPEC 2b's default); 1 adds the DDPM posterior's
+  // noise at every step, which forgives a small model's errors at high τ (results/README).
+  double eta = 0.0;
   uint64_t seed = 0;
   bool kv_cache = true;
   Precision precision = Precision::fp32;
@@ -38,6 +42,11 @@ struct DiffusionSampling {
 
 // The τ of each DDIM step, descending from T-1 to 0 (steps values, steps <= T).
 std::vector<int32_t> ddim_steps(int64_t T, int64_t steps);
+
+// One DDIM step on n values: z at a noise level with alpha_bar a becomes z at a_prev
+// (a_prev = a leaves z as is when eta = 0), given the noise prediction eps; x0 gets the
+// prediction of the clean values, clamped to [-1, 1]. eta > 0 draws n normals from rng.
+void ddim_step(float* z, const double* eps, int64_t n, double a, double a_prev, double eta, Rng& rng, float* x0);
 
 // One image per prompt: latents [patches_per_image * latent_dim] in [-1, 1].
 // mot::Error for bad options or a prompt that does not fit the model.
