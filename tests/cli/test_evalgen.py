@@ -94,7 +94,8 @@ class Evalgen(unittest.TestCase):
         for args in (["--baseline", "truth", "--data", other],
                      ["--baseline", "truth"],
                      ["--baseline", "truth", "--data", self.data, "--model", "x.safetensors"],
-                     ["--baseline", "truth", "--data", self.data, "--top-p", "2"]):
+                     ["--baseline", "truth", "--data", self.data, "--top-p", "2"],
+                     ["--baseline", "truth", "--data", self.data, "--eta", "1"]):  # eta: diffusion only
             r = run(["evalgen"] + args)
             self.assertEqual(r.returncode, 2, r.stderr)
             self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
