@@ -178,15 +178,15 @@ std::vector<std::vector<float>> sample_images(const ModelConfig& c, const float*
     for (auto& x : rows) x.span_t = taus[k];
     fill(c, rows, from, b);
     s.model.continuous_outputs(b, eps.data());
-    const double a = sched.alpha_bar(taus[k]);
-    const double a_prev = k + 1 < taus.size() ? sched.alpha_bar(taus[k + 1]) : 1.0;
+    // The last step only predicts x0 (a_prev = a, no noise: z is left as it is).
     const bool last = k + 1 == taus.size();
+    const double a = sched.alpha_bar(taus[k]);
+    const double a_prev = last ? a : sched.alpha_bar(taus[k + 1]);
     for (int64_t r = 0; r < R0; ++r) {
       const float* ec = eps.data() + r * PD;
       const float* eu = guided ? eps.data() + (R0 + r) * PD : nullptr;
       for (int64_t i = 0; i < PD; ++i) e[i] = guided ? eu[i] + opt.cfg * (static_cast<double>(ec[i]) - eu[i]) : ec[i];
-      ddim_step(z[r].data(), e.data(), PD, a, last ? a : a_prev, last ? 0.0 : opt.eta, rng[r], x0.data());
-      if (last) std::copy(x0.begin(), x0.end(), out[r].begin());
+      ddim_step(z[r].data(), e.data(), PD, a, a_prev, last ? 0.0 : opt.eta, rng[r], last ? out[r].data() : x0.data());
     }
   }
   return out;
