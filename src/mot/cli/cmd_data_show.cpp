@@ -15,6 +15,7 @@
 #include "mot/data/format/shard.hpp"
 #include "mot/data/format/vocab.hpp"
 #include "mot/data/media/image.hpp"
+#include "mot/data/media/latent_space.hpp"
 #include "mot/data/media/latents.hpp"
 #include "mot/data/synth/corpus.hpp"
 #include "mot/data/tokenize/unit_codebook.hpp"
@@ -75,14 +76,18 @@ void write_images(const std::string& dir, int64_t doc, const std::vector<std::ve
   }
 }
 
-// Transfusion corpora (version 2 shards): document doc's images straight from the
-// shard's pixels, enlarged `scale` times, as OUT (several: OUT-1.png, ...).
-void write_pixel_images(const data::Shard& s, uint64_t b, uint64_t e, const std::string& out, int scale) {
+// Transfusion corpora (version 2 shards): document doc's images from the shard's
+// pixels (or latents, through the corpus's autoencoder), enlarged `scale` times, as OUT
+// (several: OUT-1.png, ...).
+void write_pixel_images(const std::string& dir, const data::Shard& s, uint64_t b, uint64_t e, const std::string& out,
+                        int scale) {
+  const data::ImageLatentSpace space(dir, static_cast<int>(s.image_size()), static_cast<int>(s.image_channels()),
+                                     static_cast<int>(s.image_patch()));
   std::vector<data::Image> images;
   for (size_t k = s.first_image_at_or_after(b); k < s.n_images() && s.image_start(k) < e; ++k) {
     std::vector<float> z;
     data::append_patch_latents(s.image_pixels(k), z);
-    images.push_back(data::latents_to_image(z.data(), static_cast<int>(s.image_size()), static_cast<int>(s.image_patch())));
+    images.push_back(space.decode(z.data()));
   }
   for (size_t i = 0; i < images.size(); ++i) {
     std::string path = out;
@@ -131,7 +136,7 @@ void register_data_show(CLI::App& data, Action& action) {
         std::printf("(%zu image(s); pass --out F.png to write them)\n", d.images.size());
         return 0;
       }
-      if (s.n_images() > 0) write_pixel_images(s, b, e, sh->out, sh->scale);
+      if (s.n_images() > 0) write_pixel_images(sh->dir, s, b, e, sh->out, sh->scale);
       else write_images(sh->dir, sh->doc, d.images, sh->out, sh->scale);
       return 0;
     };

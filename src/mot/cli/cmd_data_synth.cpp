@@ -25,6 +25,12 @@ void register_data_synth(CLI::App& data, Action& action) {
   corpus->add_option("--mix-cap", co->mix_cap, "share of image->caption documents");
   corpus->add_option("--mix-qa", co->mix_qa, "share of text-only question/answer documents");
   corpus->add_option("--vq-iters", co->vq_iters, "k-means iterations");
+  corpus->add_flag("--autoencoder", co->autoencoder,
+                   "transfusion: diffuse images as the latents of a small convolutional autoencoder trained here "
+                   "on the training images (autoencoder.safetensors), not as pixel patches");
+  corpus->add_option("--latent-channels", co->latent_channels, "autoencoder latent channels (grid: image side / 4)");
+  corpus->add_option("--latent-patch", co->latent_patch, "side of the latent tiles the model sees, in latent cells");
+  corpus->add_option("--autoencoder-steps", co->autoencoder_steps, "autoencoder training steps (64 images each)");
   corpus->add_flag("--speech", co->speech, "add speech: captions spoken with espeak-ng as 25 Hz units (asr, tts, speech documents)");
   corpus->add_option("--speech-units", co->speech_units, "speech unit codebook size (speech vocabulary)");
   corpus->add_option("--speech-iters", co->speech_iters, "k-means iterations of the speech unit codebook");

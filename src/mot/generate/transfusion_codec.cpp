@@ -4,18 +4,21 @@
 
 #include "mot/core/error.hpp"
 #include "mot/data/format/vocab.hpp"
-#include "mot/data/media/latents.hpp"
 
 namespace mot {
 
-TransfusionCodec::TransfusionCodec(const std::string& dir, const ModelConfig& c) : dir_(dir) {
+namespace {
+const Modality& continuous_of(const ModelConfig& c) {
   const int cm = c.continuous_modality();
   if (cm < 0) fail("internal: TransfusionCodec for a model without a continuous modality");
-  const Modality& m = c.modalities[cm];
-  if (m.channels != 3) fail("the model's images have ", m.channels, " channels; image files are RGB (3)");
-  size_ = static_cast<int>(m.image_size);
-  patch_ = static_cast<int>(m.patch);
-  const data::Vocab v = data::Vocab::read(dir, "generation reads the tokenizer of the data the model was trained on");
+  return c.modalities[cm];
+}
+}  // namespace
+
+TransfusionCodec::TransfusionCodec(const std::string& dir, const ModelConfig& c)
+    : dir_(dir),
+      space_(dir, static_cast<int>(continuous_of(c).image_size), static_cast<int>(continuous_of(c).channels),
+             static_cast<int>(continuous_of(c).patch)) {  const data::Vocab v = data::Vocab::read(dir, "generation reads the tokenizer of the data the model was trained on");
   if (!std::filesystem::exists(dir + "/text.model"))
     fail(dir, ": no text.model (generation needs the corpus's SentencePiece tokenizer; pass --data DIR)");
   text_ = data::TextTokenizer::load(dir + "/text.model");
@@ -42,15 +45,14 @@ std::vector<int32_t> TransfusionCodec::text_prompt(const std::string& text) cons
 
 std::vector<float> TransfusionCodec::image_latents(const std::string& png) const {
   const data::Image img = data::read_png(png);
-  if (img.width != size_ || img.height != size_)
-    fail(png, ": the image is ", img.width, "x", img.height, ", the model's images are ", size_, "x", size_,
+  const int size = space_.image_size();
+  if (img.width != size || img.height != size)
+    fail(png, ": the image is ", img.width, "x", img.height, ", the model's images are ", size, "x", size,
          " (resize it first)");
-  return data::image_to_latents(img, size_, patch_);
+  return space_.encode(img);
 }
 
-data::Image TransfusionCodec::to_image(const std::vector<float>& latents) const {
-  return data::latents_to_image(latents.data(), size_, patch_);
-}
+data::Image TransfusionCodec::to_image(const std::vector<float>& latents) const { return space_.decode(latents.data()); }
 
 std::string TransfusionCodec::decode_text(const std::vector<int32_t>& ids) const {
   std::vector<int> keep;

@@ -18,6 +18,14 @@ Image latents_to_image(const float* latents, int size, int patch);
 // Pixel bytes in latent order, for shards: the same layout as image_to_latents, unscaled.
 std::vector<uint8_t> image_to_patch_bytes(const Image& img, int size, int patch);
 
+// Any HWC grid of `channels` values per cell (a learned autoencoder's latent image,
+// latent_space.hpp) in the same latent order, and back.
+std::vector<float> grid_to_latents(const float* hwc, int size, int channels, int patch);
+std::vector<float> latents_to_grid(const float* latents, int size, int channels, int patch);
+// A latent value in [-1, 1] as the byte a shard stores: round((v + 1) · 127.5), clamped
+// (pixel_latent is its inverse, to within half a step of 1/127.5).
+uint8_t latent_byte(float v);
+
 // One pixel byte as a latent value: v / 127.5 - 1.
 inline float pixel_latent(uint8_t v) { return v / 127.5f - 1.0f; }
 // Bytes already in latent order (image_to_patch_bytes, a shard's images) as latents,

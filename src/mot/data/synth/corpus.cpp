@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -14,6 +15,8 @@
 #include "mot/core/rng.hpp"
 #include "mot/data/format/data_dir.hpp"
 #include "mot/data/format/vocab.hpp"
+#include "mot/data/autoencoder/conv_autoencoder.hpp"
+#include "mot/data/media/latent_space.hpp"
 #include "mot/data/media/latents.hpp"
 #include "mot/data/synth/scene.hpp"
 #include "mot/data/synth/speech_corpus.hpp"
@@ -47,6 +50,16 @@ void check_options(const CorpusOptions& o) {
   if (o.image_size > 512) fail("--image-size must be at most 512 (got ", o.image_size, ")");
   if (o.image_size % o.patch) fail("--image-size ", o.image_size, " is not a multiple of --patch ", o.patch);
   if (o.image_size < 16) fail("--image-size must be at least 16 pixels for shapes to be recognisable");
+  if (o.autoencoder) {
+    if (o.setting != "transfusion") fail("--autoencoder needs --setting transfusion (its images are continuous)");
+    if (o.image_size % 4) fail("--image-size ", o.image_size, " is not a multiple of 4 (the autoencoder halves it twice)");
+    if (o.latent_channels < 1 || o.latent_channels > 64)
+      fail("--latent-channels must be in [1, 64] (got ", o.latent_channels, ")");
+    if (o.latent_patch < 1 || (o.image_size / 4) % o.latent_patch)
+      fail("--latent-patch ", o.latent_patch, " does not divide the latent grid's side ", o.image_size / 4);
+    if (o.autoencoder_steps < 1 || o.autoencoder_steps > 1000000)
+      fail("--autoencoder-steps must be in [1, 1000000] (got ", o.autoencoder_steps, ")");
+  }
   if (o.codebook < 2 || o.codebook > 65536) fail("--codebook must be in [2, 65536] (got ", o.codebook, ")");
   if (o.text_vocab < 128 || o.text_vocab > 65536) fail("--text-vocab must be in [128, 65536] (got ", o.text_vocab, ")");
   if (o.max_objects < 1 || o.max_objects > 3) fail("--max-objects must be 1, 2 or 3");
@@ -164,7 +177,8 @@ Images render_images(const CorpusOptions& o, Scenes& sc) {
     im.val.push_back(render_scene(d.scene, o.image_size));
   }
   if (im.train.empty()) fail("synth: the mixture produced no images (raise --mix gen or cap)");
-  im.patches_per_image = static_cast<size_t>(o.image_size / o.patch) * (o.image_size / o.patch);
+  const int side = o.autoencoder ? o.image_size / 4 / o.latent_patch : o.image_size / o.patch;
+  im.patches_per_image = static_cast<size_t>(side) * side;
   if (o.setting == "chameleon" && im.train.size() * im.patches_per_image < static_cast<size_t>(o.codebook))
     fail("synth: ", im.train.size() * im.patches_per_image, " image patches are too few for a codebook of ",
          o.codebook, " (raise --scenes or lower --codebook)");
@@ -231,7 +245,71 @@ struct Item {
   const uint32_t* codes;
   const std::vector<uint32_t>* units;
   const Image* image = nullptr;
+  const uint8_t* latents = nullptr;  // with an autoencoder: the image's latent bytes, in latent order
 };
+
+// The Transfusion images as the autoencoder's latents, quantised to shard bytes in
+// latent order (latent_space.hpp), and the reconstruction quality of those bytes.
+struct LatentImages {
+  std::vector<uint8_t> train, val;  // latent_values() bytes per image
+  size_t per_image = 0;
+  Psnr psnr;
+};
+
+std::vector<uint8_t> latent_bytes(const ConvAutoencoder& ae, const std::vector<Image>& images, int patch) {
+  const AutoencoderShape& s = ae.shape();
+  const size_t per = static_cast<size_t>(s.latent_values());
+  const std::vector<float> grid = encode_images(ae, images);
+  std::vector<uint8_t> out(images.size() * per);
+  for (size_t i = 0; i < images.size(); ++i) {
+    const std::vector<float> z = grid_to_latents(grid.data() + i * per, s.grid(), s.latent_channels, patch);
+    for (size_t k = 0; k < per; ++k) out[i * per + k] = latent_byte(z[k]);
+  }
+  return out;
+}
+
+// Mean PSNR of images decoded from their latent bytes.
+double latent_psnr(const ConvAutoencoder& ae, const std::vector<Image>& images, const uint8_t* bytes, int patch,
+                   size_t n) {
+  const AutoencoderShape& s = ae.shape();
+  const size_t per = static_cast<size_t>(s.latent_values());
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<float> z;
+    append_patch_latents({bytes + i * per, per}, z);
+    const std::vector<float> grid = latents_to_grid(z.data(), s.grid(), s.latent_channels, patch);
+    sum += std::min(psnr(decode_image(ae, grid.data()), images[i]), 99.0);
+  }
+  return n ? sum / static_cast<double>(n) : 0.0;
+}
+
+ConvAutoencoder learn_autoencoder(const CorpusOptions& o, const Images& im, LatentImages& li, const Stopwatch& secs) {
+  AutoencoderShape shape;
+  shape.image_size = o.image_size;
+  shape.latent_channels = o.latent_channels;
+  AutoencoderTraining t;
+  t.steps = o.autoencoder_steps;
+  t.seed = o.seed;
+  progress(o, cat("rendered ", im.train.size() + im.val.size(), " images of ", o.image_size, "x", o.image_size,
+                  "; training an autoencoder to ", shape.grid(), "x", shape.grid(), "x", shape.latent_channels,
+                  " latents (", t.steps, " steps of ", t.batch, " images)"));
+  const bool tty = isatty(2);
+  ConvAutoencoder ae = train_autoencoder(im.train, shape, t, [&](int step, double loss) {
+    if (!o.quiet)
+      std::fprintf(stderr, tty ? "\rsynth: autoencoder step %d/%d, loss %.5f" : "synth: autoencoder step %d/%d, loss %.5f\n",
+                   step, t.steps, loss);
+  });
+  if (!o.quiet && tty) std::fprintf(stderr, "\n");
+  li.train = latent_bytes(ae, im.train, o.latent_patch);
+  li.val = latent_bytes(ae, im.val, o.latent_patch);
+  li.per_image = static_cast<size_t>(shape.latent_values());
+  li.psnr.train = latent_psnr(ae, im.train, li.train.data(), o.latent_patch, std::min<size_t>(im.train.size(), 2000));
+  li.psnr.val = latent_psnr(ae, im.val, li.val.data(), o.latent_patch, im.val.size());
+  progress(o, cat("autoencoder reconstruction PSNR: train ", li.psnr.train, " dB, held-out ", li.psnr.val, " dB (",
+                  secs(), " s); images are diffused as ", im.patches_per_image, " latent tiles of ", o.latent_patch, "x",
+                  o.latent_patch, "x", o.latent_channels));
+  return ae;
+}
 
 // Writes the token documents as shards (train-000.shard, val-KIND.shard): text ids,
 // then the image codes, then the speech units, each medium bracketed by its markers.
@@ -251,7 +329,12 @@ class ShardWriter {
     std::vector<uint32_t> tokens;
     std::vector<uint64_t> offsets{0};
     int64_t by_mod[3] = {0, 0, 0}, by_kind[6] = {0, 0, 0, 0, 0, 0};
-    ShardImages images{"image", static_cast<uint32_t>(o_.image_size), 3, static_cast<uint32_t>(o_.patch), {}, {}};
+    ShardImages images = o_.autoencoder
+                             ? ShardImages{"image", static_cast<uint32_t>(o_.image_size / 4),
+                                           static_cast<uint32_t>(o_.latent_channels),
+                                           static_cast<uint32_t>(o_.latent_patch), {}, {}}
+                             : ShardImages{"image", static_cast<uint32_t>(o_.image_size), 3,
+                                           static_cast<uint32_t>(o_.patch), {}, {}};
     for (const Item& it : docs) {
       emit(it, tokens, images);
       offsets.push_back(tokens.size());
@@ -284,8 +367,13 @@ class ShardWriter {
       if (pixels_) {
         images.starts.push_back(out.size());
         out.insert(out.end(), patches_, 0u);
-        const auto px = image_to_patch_bytes(*it.image, o_.image_size, o_.patch);
-        images.pixels.insert(images.pixels.end(), px.begin(), px.end());
+        if (it.latents) {
+          const size_t n = static_cast<size_t>(o_.image_size / 4) * (o_.image_size / 4) * o_.latent_channels;
+          images.pixels.insert(images.pixels.end(), it.latents, it.latents + n);
+        } else {
+          const auto px = image_to_patch_bytes(*it.image, o_.image_size, o_.patch);
+          images.pixels.insert(images.pixels.end(), px.begin(), px.end());
+        }
       } else {
         for (size_t i = 0; i < patches_; ++i) out.push_back(img0_ + it.codes[i]);
       }
@@ -316,7 +404,7 @@ class ShardWriter {
 
 // train-000.shard, then one val-KIND.shard per kind over every held-out scene.
 json write_shards(const CorpusOptions& o, const Scenes& sc, const Images& im, const VqCodebook& vq,
-                  const SpeechUnits& speech, const TextTokenizer& tok) {
+                  const LatentImages& li, const SpeechUnits& speech, const TextTokenizer& tok) {
   const size_t ppi = im.patches_per_image;
   const bool pixels = o.setting == "transfusion";
   std::vector<uint32_t> train_codes(pixels ? 0 : im.train.size() * ppi), val_codes(pixels ? 0 : im.val.size() * ppi);
@@ -326,6 +414,9 @@ json write_shards(const CorpusOptions& o, const Scenes& sc, const Images& im, co
   }
   // The image of a document: its codes, or (Transfusion) its pixels.
   auto codes = [&](const std::vector<uint32_t>& all, size_t k) { return pixels ? nullptr : all.data() + k * ppi; };
+  auto latents = [&](const std::vector<uint8_t>& all, size_t k) {
+    return all.empty() ? nullptr : all.data() + k * li.per_image;
+  };
   const ShardWriter writer(o, tok, ppi);
   json summary;
   {
@@ -333,7 +424,8 @@ json write_shards(const CorpusOptions& o, const Scenes& sc, const Images& im, co
     for (const auto& d : sc.train)
       docs.push_back({d.kind, &d.text, has_image(d.kind) ? codes(train_codes, d.image) : nullptr,
                       has_speech(d.kind) ? &speech.train[d.utt] : nullptr,
-                      has_image(d.kind) ? &im.train[d.image] : nullptr});
+                      has_image(d.kind) ? &im.train[d.image] : nullptr,
+                      has_image(d.kind) ? latents(li.train, d.image) : nullptr});
     writer.write("train-000.shard", docs, summary);
   }
   std::vector<int> val_kinds = {kGen, kCap, kQa};
@@ -342,7 +434,8 @@ json write_shards(const CorpusOptions& o, const Scenes& sc, const Images& im, co
     std::vector<Item> docs;
     for (size_t i = 0; i < sc.val.size(); ++i)
       docs.push_back({kind, kind == kQa ? &sc.val_qa[i] : &sc.val_caption[i], codes(val_codes, sc.val[i].image),
-                      o.speech ? &speech.val[i] : nullptr, &im.val[sc.val[i].image]});
+                      o.speech ? &speech.val[i] : nullptr, &im.val[sc.val[i].image],
+                      latents(li.val, sc.val[i].image)});
     writer.write(cat("val-", kKindNames[kind], ".shard"), docs, summary);
   }
   return summary;
@@ -369,6 +462,15 @@ Vocab corpus_vocab(const CorpusOptions& o, const TextTokenizer& tok, size_t patc
     vocab["modalities"] = {{{"name", "text"}, {"begin", 0}, {"end", V_text}},
                            {{"name", "image"}, {"kind", "continuous"}, {"patch", o.patch}, {"channels", 3},
                             {"image_size", o.image_size}}};
+    if (o.autoencoder) {  // the model's image is the latent image (latent_space.hpp)
+      const int g = o.image_size / 4;
+      vocab["modalities"][1] = {{"name", "image"}, {"kind", "continuous"}, {"patch", o.latent_patch},
+                                {"channels", o.latent_channels}, {"image_size", g}};
+      vocab["patch"] = o.latent_patch;
+      vocab["autoencoder"] = {{"file", "autoencoder.safetensors"}, {"modality", "image"},
+                              {"image_size", o.image_size}, {"latent_size", g},
+                              {"latent_channels", o.latent_channels}};
+    }
   }
   if (o.speech) {
     vocab["vocab_size"] = V_text + o.codebook + o.speech_units;
@@ -409,6 +511,11 @@ void add_summary(const CorpusOptions& o, const Psnr& psnr, int V_text, const Spe
   summary["text_vocab"] = V_text;
   if (o.setting == "transfusion") {
     summary["setting"] = "transfusion";
+    if (o.autoencoder)
+      summary["autoencoder"] = {{"psnr_db", {{"train", psnr.train}, {"heldout", psnr.val}}},
+                                {"steps", o.autoencoder_steps},
+                                {"latent_channels", o.latent_channels},
+                                {"latent_patch", o.latent_patch}};
   } else {
     summary["vq_psnr_db"] = {{"train", psnr.train}, {"heldout", psnr.val}};
     summary["codebook"] = o.codebook;
@@ -442,7 +549,12 @@ void synth_corpus(const CorpusOptions& o) {
   const bool pixels = o.setting == "transfusion";
   VqCodebook vq;
   Psnr psnr;
-  if (pixels) {
+  LatentImages li;
+  std::optional<ConvAutoencoder> ae;
+  if (o.autoencoder) {
+    ae.emplace(learn_autoencoder(o, im, li, secs));
+    psnr = li.psnr;
+  } else if (pixels) {
     progress(o, cat("rendered ", im.train.size() + im.val.size(), " images of ", o.image_size, "x", o.image_size,
                     "; Transfusion setting: images stay pixels (", im.patches_per_image, " patches of ", o.patch, "x",
                     o.patch, ")"));
@@ -459,8 +571,9 @@ void synth_corpus(const CorpusOptions& o) {
   const TextTokenizer tok = TextTokenizer::train(texts, o.text_vocab, o.speech);
   progress(o, cat("SentencePiece BPE: ", tok.vocab_size(), " text pieces"));
 
-  json summary = write_shards(o, sc, im, vq, speech, tok);
+  json summary = write_shards(o, sc, im, vq, li, speech, tok);
   tok.save(o.out + "/text.model");
+  if (ae) ae->save(o.out + "/autoencoder.safetensors");
   if (!pixels) vq.save(o.out + "/vq.safetensors");
   if (o.speech) speech.codebook.save(o.out + "/speech.safetensors");
   corpus_vocab(o, tok, im.patches_per_image, speech).write(o.out);

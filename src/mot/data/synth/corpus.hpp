@@ -11,7 +11,9 @@
 //   speech speech only      <s> <bos_speech> units <eos_speech> </s>
 // With setting "transfusion" (SPEC 2b) the same documents keep their images as raw pixels
 // (no VQ codebook): each image is <boi>, one continuous position per patch, <eoi>, in
-// version 2 shards (shard.hpp), and vocab.json lists image as a continuous modality.
+// version 2 shards (shard.hpp), and vocab.json lists image as a continuous modality;
+// with --autoencoder the shards hold each image's autoencoder latents instead, as bytes
+// (latent_space.hpp).
 // Validation scenes are held out by content: a scene whose set of (shape, colour)
 // pairs hashes to the validation bucket never appears in training.
 #pragma once
@@ -42,6 +44,14 @@ struct CorpusOptions {
   int speech_iters = 20;
   int64_t speech_sample_frames = 100000;  // log-mel frames the unit codebook is learned on, at most
   double mix_asr = 0.15, mix_tts = 0.15, mix_speech = 0.1;
+  // Transfusion only: images diffused as the latents of a small convolutional
+  // autoencoder trained here on the training images (data/autoencoder/), not as pixel
+  // patches. Latent grid image_size / 4, latent_channels deep, cut into latent_patch
+  // tiles (one position each).
+  bool autoencoder = false;
+  int latent_channels = 4;
+  int latent_patch = 2;
+  int autoencoder_steps = 4000;
   bool force = false;
   bool quiet = false;
 };
@@ -50,6 +60,7 @@ struct CorpusOptions {
 //   train-000.shard, val-gen.shard, val-cap.shard, val-qa.shard  token shards
 //   vocab.json     vocab_size, modalities, bos/eos/boi/eoi ids, image geometry
 //   text.model     SentencePiece model      vq.safetensors  image codebook (chameleon)
+//   autoencoder.safetensors  the image autoencoder (transfusion with autoencoder)
 //   summary.json   documents and tokens per kind and modality, VQ PSNR
 //   val-scenes.jsonl  each held-out scene's objects, caption and CIDEr references
 // and with opt.speech also val-asr.shard, val-tts.shard, val-speech.shard and
