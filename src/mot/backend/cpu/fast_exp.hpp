@@ -13,9 +13,11 @@ inline float fast_exp(float x) {
   constexpr float kLog2e = 1.44269504088896341f;
   constexpr float kLn2Hi = 0.693145751953125f, kLn2Lo = 1.42860682030941723212e-6f;
   // Plain comparisons and the 1.5*2^23 rounding trick keep this inlinable and
-  // vectorisable (fminf and nearbyintf are library calls here).
-  float xc = x < -87.5f ? -87.5f : x;
-  xc = xc > 88.5f ? 88.5f : xc;
+  // vectorisable (fminf and nearbyintf are library calls here). The clamp sends NaN to
+  // -87.5 (every comparison with NaN is false), so the float -> int conversion below
+  // never sees a NaN (undefined behaviour); the last line returns the NaN itself.
+  float xc = x > -87.5f ? x : -87.5f;
+  xc = xc < 88.5f ? xc : 88.5f;
   constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const float n = (xc * kLog2e + kRound) - kRound;
   const float r = (xc - n * kLn2Hi) - n * kLn2Lo;

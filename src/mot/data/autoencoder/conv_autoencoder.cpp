@@ -67,17 +67,30 @@ Offsets param_offsets(const AutoencoderShape& s) {
   return o;
 }
 
-template <class T>
-std::vector<NamedTensor<T>> views(const AutoencoderShape& s, std::span<T> flat) {
+// Every parameter tensor's name, shape and place in the flat array, in file order.
+struct Slot {
+  std::string name;
+  std::vector<int64_t> shape;
+  size_t offset, size;
+};
+
+std::vector<Slot> param_slots(const AutoencoderShape& s) {
   const auto defs = layer_defs(s);
   const Offsets o = param_offsets(s);
-  std::vector<NamedTensor<T>> v;
+  std::vector<Slot> v;
   for (int l = 0; l < kLayers; ++l) {
     const LayerDef& d = defs[l];
-    v.push_back({std::string(d.name) + ".weight", {d.cout, d.cin, d.k, d.k},
-                 flat.subspan(o.weight[l], static_cast<size_t>(o.bias[l] - o.weight[l]))});
-    v.push_back({std::string(d.name) + ".bias", {d.cout}, flat.subspan(o.bias[l], d.cout)});
+    v.push_back({std::string(d.name) + ".weight", {d.cout, d.cin, d.k, d.k}, static_cast<size_t>(o.weight[l]),
+                 static_cast<size_t>(o.bias[l] - o.weight[l])});
+    v.push_back({std::string(d.name) + ".bias", {d.cout}, static_cast<size_t>(o.bias[l]), static_cast<size_t>(d.cout)});
   }
+  return v;
+}
+
+template <class T>
+std::vector<NamedTensor<T>> views(const AutoencoderShape& s, std::span<T> flat) {
+  std::vector<NamedTensor<T>> v;
+  for (Slot& p : param_slots(s)) v.push_back({std::move(p.name), std::move(p.shape), flat.subspan(p.offset, p.size)});
   return v;
 }
 
@@ -371,7 +384,11 @@ void ConvAutoencoder::save(const std::string& path) const {
 }
 
 ConvAutoencoder ConvAutoencoder::load(const std::string& path) {
-  const io::SafetensorsFile f = io::SafetensorsFile::open(path);
+  return from_safetensors(io::SafetensorsFile::open(path));
+}
+
+ConvAutoencoder ConvAutoencoder::from_safetensors(const io::SafetensorsFile& f) {
+  const std::string& path = f.origin();
   const auto& meta = f.metadata();
   auto fmt = meta.find("format");
   if (fmt == meta.end() || fmt->second != kFormat)
@@ -382,13 +399,17 @@ ConvAutoencoder ConvAutoencoder::load(const std::string& path) {
   ae.shape_.width1 = parse_int(meta, "width1", path);
   ae.shape_.width2 = parse_int(meta, "width2", path);
   check_shape(ae.shape_, path);
-  ae.params_.assign(static_cast<size_t>(param_offsets(ae.shape_).total), 0.0f);
-  ae.grads_.assign(ae.params_.size(), 0.0f);
-  const auto expected = ae.params();
+  const auto expected = param_slots(ae.shape_);
   for (const auto& t : f.tensors()) {
     const bool known = std::any_of(expected.begin(), expected.end(), [&](const auto& v) { return v.name == t.name; });
     if (!known) fail(path, ": unexpected tensor '", t.name, "' in a mot autoencoder");
   }
+  // Storage grows only as tensors pass their checks, so a few bytes of hostile header
+  // cannot make this allocate a 512-wide model (~50 MB) before failing; a valid file
+  // (all its tensors expected, so it holds exactly the parameters) allocates once.
+  size_t held = 0;
+  for (const auto& t : f.tensors()) held += t.nbytes / sizeof(float);
+  ae.params_.reserve(std::min(static_cast<size_t>(param_offsets(ae.shape_).total), held));
   for (const auto& v : expected) {
     const io::TensorInfo* t = f.find(v.name);
     if (!t) fail(path, ": no tensor '", v.name, "'");
@@ -397,10 +418,13 @@ ConvAutoencoder ConvAutoencoder::load(const std::string& path) {
       fail(path, ": '", v.name, "' has shape ", shape_str(t->shape), ", expected ", shape_str(v.shape),
            " for image_size ", ae.shape_.image_size, ", latent_channels ", ae.shape_.latent_channels, ", widths ",
            ae.shape_.width1, "/", ae.shape_.width2);
-    f.read_f32(*t, v.values.data());
-    for (size_t i = 0; i < v.values.size(); ++i)
-      if (!std::isfinite(v.values[i])) fail(path, ": '", v.name, "' value ", i, " is not finite");
+    ae.params_.resize(v.offset + v.size);
+    float* values = ae.params_.data() + v.offset;
+    f.read_f32(*t, values);
+    for (size_t i = 0; i < v.size; ++i)
+      if (!std::isfinite(values[i])) fail(path, ": '", v.name, "' value ", i, " is not finite");
   }
+  ae.grads_.assign(ae.params_.size(), 0.0f);
   return ae;
 }
 

@@ -33,6 +33,10 @@
 
 #include "mot/data/media/image.hpp"
 
+namespace mot::io {
+class SafetensorsFile;
+}
+
 namespace mot::data {
 
 struct AutoencoderShape {
@@ -73,6 +77,9 @@ class ConvAutoencoder {
   // Validates everything (metadata, every tensor's presence, dtype and shape, finite
   // values, no unknown tensors); mot::Error naming the path on any problem.
   static ConvAutoencoder load(const std::string& path);
+  // The same validation on an already parsed file (errors name f.origin()); load(path)
+  // is from_safetensors(SafetensorsFile::open(path)). For fuzzing.
+  static ConvAutoencoder from_safetensors(const io::SafetensorsFile& f);
   void save(const std::string& path) const;  // atomic
 
   const AutoencoderShape& shape() const { return shape_; }
