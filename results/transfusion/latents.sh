@@ -6,12 +6,12 @@
 # values) instead of 36 pixel patches of 48 values. The demo's d96 L3 model, dense, 32 rows per
 # step, scored by evalgen on 100 held-out scenes with eta 0 and 1, guidance 3, 50 steps,
 # next to the decoded corpus itself (--baseline truth: the autoencoder's ceiling).
-# Two runs at a time, one thread each: about 70 minutes on 2 cores. Resumable.
+# Two runs at a time, one thread each: about 60 minutes on 2 cores. Resumable.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MOT=${MOT_BIN:-build/mot}
 OUT=results/transfusion/latents
-STEPS=${STEPS:-10000}
+STEPS=${STEPS:-8000}
 
 for objects in 1 3; do
   d=data/transfusion-latents-$objects
@@ -45,3 +45,15 @@ mkdir -p runs/latents
 train tiny-1-object data/transfusion-latents-1 &
 train tiny-3-objects data/transfusion-latents-3 &
 wait
+
+# Pairs the one-object model trained on (the held-out scenes use 7 pairs it never saw):
+# one prompt per shape, 4 samples each at eta 1, as a grid (a column per prompt).
+seen=runs/latents/tiny-1-object/seen-pairs
+prompts=("a blue square." "a cyan heart." "a green triangle." "a purple cross." "a red circle." "a white star."
+         "a yellow diamond." "an orange ring.")
+for i in "${!prompts[@]}"; do
+  OMP_NUM_THREADS=1 "$MOT" generate --model runs/latents/tiny-1-object/model.safetensors --prompt "${prompts[$i]}" \
+    --n 4 --eta 1 --out "$seen/$i" > /dev/null 2>&1
+done
+/usr/bin/python3 results/transfusion/pnggrid.py "$OUT/tiny-1-object/seen-pairs-eta1.png" 8 \
+  $(for k in 0 1 2 3; do for i in "${!prompts[@]}"; do echo "$seen/$i/00$k.png"; done; done)

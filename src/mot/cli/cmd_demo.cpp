@@ -27,6 +27,15 @@ std::string corpus_facts(const std::string& data) {
     const auto j = nlohmann::json::parse(sf);
     char b[256];
     if (j.value("setting", "") == "transfusion") {
+      if (j.contains("autoencoder")) {
+        std::snprintf(b, sizeof b, "Corpus: %lld training entries (text tokens and image latent tiles); text BPE %d "
+                      "pieces; images as the latents of the corpus's autoencoder (%d latent channels, reconstruction "
+                      "PSNR %.1f dB on held-out images). ",
+                      static_cast<long long>(j["shards"]["train-000.shard"]["tokens"].get<int64_t>()),
+                      j["text_vocab"].get<int>(), j["autoencoder"]["latent_channels"].get<int>(),
+                      j["autoencoder"]["psnr_db"]["heldout"].get<double>());
+        return b;
+      }
       std::snprintf(b, sizeof b, "Corpus: %lld training entries (text tokens and image patches); text BPE %d pieces; "
                     "images as raw pixels (no VQ). ",
                     static_cast<long long>(j["shards"]["train-000.shard"]["tokens"].get<int64_t>()),
@@ -72,7 +81,7 @@ void register_demo(CLI::App& app, Action& action) {
                 "text + image + speech: the corpus adds captions spoken with espeak-ng (defaults become "
                 "configs/tiny-speech.toml, data/speech, runs/demo-speech)");
   sub->add_option("--setting", o->setting,
-                  "chameleon: images as VQ tokens; transfusion: text next-token + image diffusion on pixels (SPEC 2b; "
+                  "chameleon: images as VQ tokens; transfusion: text next-token + image diffusion on autoencoder latents (SPEC 2b; "
                   "defaults become configs/tiny-transfusion.toml, data/transfusion, runs/demo-transfusion)")
       ->check(CLI::IsMember({"chameleon", "transfusion"}));
   sub->callback([o, sub, &action] {
@@ -100,6 +109,10 @@ void register_demo(CLI::App& app, Action& action) {
         co.scenes = 80000;
         co.speech = o->speech;
         co.setting = o->setting;
+        // Transfusion diffuses the latents of an autoencoder trained on the corpus (about
+        // 2 minutes): on pixel patches a model this small draws the caption's colour but
+        // not its shape (results/README.md, "Shapes" and "Latents").
+        co.autoencoder = transfusion;
         if (o->scenes) co.scenes = o->scenes;
         data::synth_corpus(co);
       } else {
@@ -128,8 +141,8 @@ void register_demo(CLI::App& app, Action& action) {
                   "How to read it: a step-matching ratio is only an effect when every seed agrees. The paper "
                   "(Transfusion setting, 163M-7B parameters, VAE latents, 0.5T tokens) reports MoT reaching "
                   "dense's image diffusion loss in 0.175-0.264 of the steps (0.30 at 7B; a 760M MoT beats a 1.4B "
-                  "dense on FID, CLIP and CIDEr) and a marginal text gain. At this scale (under 1M parameters, pixel patches) "
-                  "the image weights see little data, so expect a smaller and noisier effect.";
+                  "dense on FID, CLIP and CIDEr) and a marginal text gain. At this scale (under 1M parameters, a small "
+                  "autoencoder's latents) the image weights see little data, so expect a smaller and noisier effect.";
       } else {
       c.notes = corpus_facts(o->data) +
                 "Held-out scenes: validation documents show unseen shape/colour combinations; gen = caption then "
