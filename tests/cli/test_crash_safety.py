@@ -87,23 +87,27 @@ class CrashSafety(unittest.TestCase):
         self.assertGreaterEqual(kills, 20)
 
     def test_kill9_inside_each_save_step(self):
-        for point in SAVE_POINTS:
-            with self.subTest(point=point):
-                out = self.w.p("crash-" + point)
-                r = run(self.args(out) + ["--stop-at", "3"])
-                self.assertEqual(r.returncode, 0, r.stderr)
-                env = dict(os.environ, MOT_CRASH_POINT=point)
-                r = run(self.args(out, resume=True), env=env)
-                self.assertEqual(r.returncode, -signal.SIGKILL, r.stderr)
-                committed = point in ("checkpoint-committed", "checkpoint-published")
-                self.assertEqual(check_checkpoints(out), 4 if committed else 3)
-                published = metadata(os.path.join(out, "model.safetensors"))["step"]
-                self.assertEqual(published, "4" if point == "checkpoint-published" else "3")
-                r = run(self.args(out, resume=True))
-                self.assertEqual(r.returncode, 0, r.stderr)
-                self.assertEqual(losses(out), self.ref[0])
-                self.assertEqual(final_files(out), self.ref[1])
-                self.assertEqual(len(checkpoint_dirs(out)), 1)
+        # A middle save, and the last one: a run killed after its final checkpoint is
+        # committed has nothing left to train, so the resume itself must finish the
+        # commit (publish the model, drop the older checkpoint).
+        for before in (3, STEPS - 1):
+            for point in SAVE_POINTS:
+                with self.subTest(point=point, step=before + 1):
+                    out = self.w.p(f"crash-{before}-{point}")
+                    r = run(self.args(out) + ["--stop-at", str(before)])
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    env = dict(os.environ, MOT_CRASH_POINT=point)
+                    r = run(self.args(out, resume=True), env=env)
+                    self.assertEqual(r.returncode, -signal.SIGKILL, r.stderr)
+                    committed = point in ("checkpoint-committed", "checkpoint-published")
+                    self.assertEqual(check_checkpoints(out), before + 1 if committed else before)
+                    published = metadata(os.path.join(out, "model.safetensors"))["step"]
+                    self.assertEqual(published, str(before + 1 if point == "checkpoint-published" else before))
+                    r = run(self.args(out, resume=True))
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    self.assertEqual(losses(out), self.ref[0])
+                    self.assertEqual(final_files(out), self.ref[1])
+                    self.assertEqual(len(checkpoint_dirs(out)), 1)
 
     def test_full_filesystem_during_state_write_keeps_last_checkpoint(self):
         mnt = self.w.p("small-fs")

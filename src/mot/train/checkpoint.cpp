@@ -1,5 +1,6 @@
 #include "mot/train/checkpoint.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -242,6 +243,16 @@ void remove_dir_safely(const std::string& dir) {
   fs::remove_all(trash, ec);
 }
 
+// Only once `kept` is committed and published do older checkpoints go.
+void prune_older_checkpoints(const std::string& run_dir, const Checkpoint& kept) {
+  std::error_code ec;
+  for (fs::directory_iterator it(run_dir + kCheckpoints, ec), end; !ec && it != end; it.increment(ec)) {
+    const int64_t step = parse_step_dir(it->path().filename().string());
+    if (step >= 0 && step != kept.step) remove_dir_safely(it->path().string());
+  }
+  ::unlink((run_dir + "/state.safetensors").c_str());  // a legacy pair's state, now superseded
+}
+
 }  // namespace
 
 void crash_point(const char* name) {
@@ -301,13 +312,21 @@ Checkpoint write_checkpoint(const std::string& run_dir, Model& model, const Trai
   publish(done.model, run_dir + "/model.safetensors");
   io::sync_directory(run_dir);
   crash_point("checkpoint-published");
-  // Only now that the new checkpoint is complete and durable do older ones go.
-  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
-    const int64_t step = parse_step_dir(it->path().filename().string());
-    if (step >= 0 && step != s.step) remove_dir_safely(it->path().string());
-  }
-  ::unlink((run_dir + "/state.safetensors").c_str());  // a legacy pair's state, now superseded
+  prune_older_checkpoints(run_dir, done);
   return done;
+}
+
+void finish_interrupted_commit(const std::string& run_dir, const Checkpoint& newest) {
+  if (newest.legacy) return;  // a legacy pair is its own publication
+  const std::string published = run_dir + "/model.safetensors";
+  struct stat a{}, b{};
+  const bool same = ::stat(newest.model.c_str(), &a) == 0 && ::stat(published.c_str(), &b) == 0 &&
+                    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+  if (!same) {  // killed between commit and publish (or published by copy: copying again is harmless)
+    publish(newest.model, published);
+    io::sync_directory(run_dir);
+  }
+  prune_older_checkpoints(run_dir, newest);
 }
 
 void remove_stale_checkpoint_files(const std::string& run_dir) {

@@ -68,6 +68,11 @@ std::optional<Checkpoint> latest_checkpoint(const std::string& run_dir);
 // untouched; what was half-written is removed.
 Checkpoint write_checkpoint(const std::string& run_dir, Model& model, const TrainState& s, FullMoments moments = {});
 
+// Completes a save that a kill cut short after its commit: publishes `newest` as
+// RUN/model.safetensors if it is not already, and removes older checkpoints. A resume
+// calls it first, so a run killed inside its last save ends as if it had finished.
+void finish_interrupted_commit(const std::string& run_dir, const Checkpoint& newest);
+
 // Removes temporaries a killed process left in RUN and RUN/checkpoints. Call with the
 // run directory's lock held.
 void remove_stale_checkpoint_files(const std::string& run_dir);

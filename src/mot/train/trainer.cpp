@@ -320,6 +320,13 @@ class Trainer {
 // Continues from `ck`: weights, AdamW moments, step, data cursor and RNG; the metrics
 // after its step are cut off (this session rewrites them).
 void Trainer::resume(const Checkpoint& ck) {
+  if (world_.root()) {
+    try {
+      finish_interrupted_commit(opt_.out_dir, ck);
+    } catch (const Error& e) {
+      fail(e.what(), "; the checkpoint of step ", ck.step, " in ", ck.dir, " is kept");
+    }
+  }
   if (dp_) {
     full_m_.assign(model_.table().total, 0.0f);
     full_v_.assign(model_.table().total, 0.0f);
