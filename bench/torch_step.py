@@ -3,7 +3,13 @@ same way: median step time of full training steps (forward, loss, backward, Adam
 
 MoT is written as PyTorch users write it (the official MoT code's approach): per
 modality, index the positions, apply that modality's weights, scatter back.
-Prints one JSON object. Run by bench/compare, which sets up the environment."""
+Prints one JSON object. Run by bench/compare, which sets up the environment.
+
+On a GPU (--device cuda, the device's own PyTorch: bf16 autocast, SDPA flash attention,
+fused AdamW, --compile for torch.compile) it is the side-by-side peer of
+`mot bench --device cuda` (scripts/cuda-device-check runs both on the same card).
+The FLOPs and MFU follow mot bench's formula (6*N_active*tokens + 12*L*d*T^2*B, against
+989.4 TFLOP/s)."""
 import argparse
 import json
 import math
@@ -56,7 +62,7 @@ class Model(torch.nn.Module):
         if self.M == 1:
             return fn(x, 0)
         parts = [fn(x[idx[m]], m) for m in range(self.M)]
-        out = torch.empty(x.shape[:-1] + (fn.out_dim,), dtype=parts[0].dtype)
+        out = torch.empty(x.shape[:-1] + (fn.out_dim,), dtype=parts[0].dtype, device=x.device)
         for m in range(self.M):
             out[idx[m]] = parts[m]
         return out
@@ -107,11 +113,14 @@ class Model(torch.nn.Module):
 def main():
     p = argparse.ArgumentParser()
     for k, v in dict(arch="dense", modalities=2, dtype="fp32", vocab=8192, dim=512, layers=8, heads=8,
-                     ffn_hidden=1408, seq=512, batch=8, warmup=2, steps=5, threads=2).items():
+                     ffn_hidden=1408, seq=512, batch=8, warmup=2, steps=5, threads=2, device="cpu").items():
         p.add_argument("--" + k.replace("_", "-"), type=type(v), default=v)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU peer)")
     a = p.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    gpu = dev.type == "cuda"
     layout = {1: [(0, a.seq)], 2: [(0, 64), (1, 256), (0, 64), (1, 128)],
               3: [(0, 64), (1, 256), (2, 128), (0, 64)]}[a.modalities]
     per = a.vocab // a.modalities
@@ -123,26 +132,40 @@ def main():
     tok = torch.randint(0, per, (a.batch, a.seq + 1)) + mods[None, :] * per
     tokens, targets = tok[:, :-1].contiguous(), tok[:, 1:].contiguous()
     flat_mod = mods[:-1].repeat(a.batch)
-    idx = [torch.nonzero(flat_mod == m).squeeze(1) for m in range(a.modalities)]  # routing built once
-    model = Model(a)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
-    cos, sin = rope_tables(a.seq, a.dim // a.heads)
+    idx = [torch.nonzero(flat_mod == m).squeeze(1).to(dev) for m in range(a.modalities)]  # routing built once
+    tokens, targets = tokens.to(dev), targets.to(dev)
+    model = Model(a).to(dev)
+    extra = {"fused": True} if gpu else {}
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, **extra)
+    cos, sin = (t.to(dev) for t in rope_tables(a.seq, a.dim // a.heads))
+    step_fn = torch.compile(model) if a.compile else model
+    sync = torch.cuda.synchronize if gpu else (lambda: None)
     times = []
     for s in range(a.warmup + a.steps):
+        sync()
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
-            loss = model(tokens, targets, idx, cos, sin)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
+            loss = step_fn(tokens, targets, idx, cos, sin)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        sync()
         if s >= a.warmup:
             times.append(time.perf_counter() - t0)
     step = statistics.median(times)
-    print(json.dumps({"engine": "pytorch " + torch.__version__, "arch": a.arch, "dtype": a.dtype,
-                      "tokens_per_s": a.batch * a.seq / step, "step_s": step,
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-                      "threads": torch.get_num_threads(), "loss": float(loss)}))
+    d, Fh, L, T = a.dim, a.ffn_hidden, a.layers, a.seq
+    tokens_n = a.batch * T
+    flops = 6.0 * (L * (4 * d * d + 3 * d * Fh) + a.vocab * d) * tokens_n + 12.0 * L * d * T * T * a.batch
+    out = {"engine": "pytorch " + torch.__version__ + (" compiled" if a.compile else ""), "arch": a.arch,
+           "dtype": a.dtype, "device": torch.cuda.get_device_name() if gpu else "cpu",
+           "tokens_per_s": tokens_n / step, "step_s": step,
+           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+           "threads": torch.get_num_threads(), "loss": float(loss)}
+    if gpu:
+        out["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 1048576.0
+        out["mfu"] = flops / step / 989.4e12
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

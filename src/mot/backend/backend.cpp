@@ -5,6 +5,10 @@
 #include <cstring>
 
 #include "mot/backend/cpu/cpu_backend.hpp"
+#include "mot/core/error.hpp"
+#ifdef MOT_CUDA
+#include "mot/backend/cuda/cuda_backend.hpp"
+#endif
 
 namespace mot {
 
@@ -16,9 +20,35 @@ void Backend::download(const void* src, void* host, size_t bytes) {
   if (bytes) std::memcpy(host, src, bytes);
 }
 
+void Backend::zero(float* x, int64_t n) {
+  if (n > 0) std::memset(x, 0, sizeof(float) * static_cast<size_t>(n));
+}
+
+std::string device_description(Device d) {
+#ifdef MOT_CUDA
+  if (d == Device::cuda) return cuda::device_summary();
+#endif
+  return device_name(d);
+}
+
+Device parse_device(const std::string& s, const std::string& where) {
+  if (s == "cpu") return Device::cpu;
+  if (s == "cuda") return Device::cuda;
+  fail(where, ": unknown device '", s, "' (cpu or cuda)");
+}
+
+const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
+
 std::unique_ptr<Backend> make_backend(Device device, Precision precision) {
   switch (device) {
     case Device::cpu: return std::make_unique<cpu::CpuBackend>(precision);
+    case Device::cuda:
+#ifdef MOT_CUDA
+      return cuda::make_cuda_backend(precision);
+#else
+      fail("--device cuda: this mot was built without CUDA (configure with -DMOT_CUDA=ON on a machine with the "
+           "CUDA toolkit; see README, GPU)");
+#endif
   }
   return nullptr;
 }

@@ -17,6 +17,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "mot/backend/precision.hpp"
 #include "mot/core/arena.hpp"
@@ -138,6 +139,13 @@ class Backend {
   // Copies into backend memory (no-ops on the CPU, where views are host memory).
   virtual void upload(const void* host, void* dst, size_t bytes);
   virtual void download(const void* src, void* host, size_t bytes);
+  // Whether the kernels read host memory (the CPU). A device backend's arena is memory
+  // both sides can address (CUDA managed memory) but its kernels run asynchronously:
+  // the model uploads its routing tables into the arena and calls synchronize() before
+  // the host reads what kernels wrote (losses, gradients after run()).
+  virtual bool host_memory() const { return true; }
+  virtual void synchronize() {}
+  virtual void zero(float* x, int64_t n);  // x[0, n) = 0 (gradients before a step)
 
   // ---- linear layers on a block of rows; W is [out, in] row-major (nn.Linear's layout).
   // In bf16, operands are rounded to bf16 and products summed in fp32.
@@ -245,7 +253,13 @@ class Backend {
   bool batch_invariant_ = false;
 };
 
-enum class Device { cpu };
+enum class Device { cpu, cuda };
+Device parse_device(const std::string& s, const std::string& where);  // "cpu" | "cuda"
+const char* device_name(Device d);
+// What the device is, for logs: "cpu", or the GPU's name, memory and driver.
+std::string device_description(Device d);
+// Fails with one clear line (mot::Error) when `device` cannot run here: a build
+// without CUDA, no driver, or no GPU.
 std::unique_ptr<Backend> make_backend(Device device, Precision precision);
 
 }  // namespace mot

@@ -110,7 +110,8 @@ nlohmann::json run_step_bench(const BenchOptions& o) {
   }
 
   const auto t_alloc = clock::now();
-  Model model(c, o.batch, o.seq + 1, true, parse_precision(o.dtype, "--dtype"));
+  const Device device = parse_device(o.device, "--device");
+  Model model(c, o.batch, o.seq + 1, true, parse_precision(o.dtype, "--dtype"), device);
   init_params(c, model.table(), model.params(), 1);
   const double alloc_s = since(t_alloc);
   TrainConfig tc;
@@ -129,7 +130,7 @@ nlohmann::json run_step_bench(const BenchOptions& o) {
     }
     const auto t0 = clock::now();
     model.times() = StepTimes{};
-    std::memset(model.grads(), 0, sizeof(float) * P);
+    model.backend().zero(model.grads(), P);
     sums.reset(c.n_modalities());
     model.run(batch, true, scale, sums);
     const auto t1 = clock::now();
@@ -151,7 +152,8 @@ nlohmann::json run_step_bench(const BenchOptions& o) {
   const double n_active = static_cast<double>(L * (4 * d * d + 3 * d * F) + o.vocab * d);
   const double flops = 6.0 * n_active * tokens + 12.0 * L * d * static_cast<double>(o.seq) * o.seq * o.batch;
   const double step = median(step_t);
-  const double ceiling = sgemm_ceiling();
+  const bool gpu = device != Device::cpu;
+  const double ceiling = gpu ? 0.0 : sgemm_ceiling();  // a CPU figure: meaningless beside a GPU step
   const double gflops = flops / step / 1e9;
   nlohmann::json j = {{"arch", o.arch},
                       {"modalities", o.modalities},
@@ -168,7 +170,8 @@ nlohmann::json run_step_bench(const BenchOptions& o) {
                       {"flops_formula", "6*N_active*tokens + 12*L*d*T^2*B"},
                       {"gflops", gflops},
                       {"sgemm_gflops", ceiling},
-                      {"fraction_of_sgemm", gflops / ceiling},
+                      {"fraction_of_sgemm", gpu ? 0.0 : gflops / ceiling},
+                      {"device", device_description(device)},
                       {"peak_rss_mib", usage().rss_mib},
                       {"page_faults_per_step", faults},
                       {"arena_mib", model.arena_bytes() / 1048576.0},
@@ -176,6 +179,7 @@ nlohmann::json run_step_bench(const BenchOptions& o) {
                       {"threads", thread_count()},
                       {"blas", blas_core_name()},
                       {"loss", sums.targets ? sums.loss / sums.targets : 0.0}};
+  if (gpu) j["mfu"] = gflops * 1e9 / 989.4e12;
   if (o.profile) {
     // Per step (means over the measured steps); "other" is the rest of the step:
     // routing, embedding, gathers into heads, RoPE, residual adds, zeroing gradients.

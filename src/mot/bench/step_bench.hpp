@@ -19,6 +19,7 @@ struct BenchOptions {
   bool qk_norm = false;
   bool profile = false;  // per-kernel time breakdown (JSON "profile")
   int threads = 0;
+  std::string device = "cpu";  // cpu | cuda
 };
 
 // Span layout of one sequence, repeated/truncated to the sequence length:
@@ -26,7 +27,8 @@ struct BenchOptions {
 //   3: text 64 / image 256 / speech 128 / text 64.
 // Returns the measurements as JSON: tokens_per_s, step_s, fwd_s, head_s, bwd_s,
 // opt_s, gflops, flops_per_step, sgemm_gflops, fraction_of_sgemm, peak_rss_mib,
-// page_faults_per_step, blas, threads, params, ...
+// page_faults_per_step, blas, threads, params, device, ...; on a GPU also mfu (the
+// same FLOPs against the H100/H200's 989.4 TFLOP/s dense bf16 peak, PaLM's convention).
 nlohmann::json run_step_bench(const BenchOptions& o);
 
 // The benchmark model: `modalities` equal vocabulary ranges (text, image, speech), MoT

@@ -1,6 +1,7 @@
 #include "mot/bench/generate_bench.hpp"
 #include "mot/bench/step_bench.hpp"
 #include "mot/cli/commands.hpp"
+#include "mot/core/error.hpp"
 
 namespace mot::cli {
 
@@ -24,6 +25,7 @@ void register_bench(CLI::App& app, Action& action) {
   sub->add_option("--steps", o->steps, "measured steps")->check(positive_int());
   sub->add_flag("--qk-norm", o->qk_norm, "QK-norm on");
   sub->add_option("--threads", o->threads, "threads (0: all cores)")->check(int_range(0, 4096));
+  sub->add_option("--device", o->device, "cpu or cuda (training steps only)")->check(CLI::IsMember({"cpu", "cuda"}));
   sub->add_flag("--profile", o->profile, "time each kernel class (GEMMs by kind, attention, norms, ...) per step");
   sub->add_flag("--json", *json, "print one JSON object");
   sub->add_flag("--generate", *generate,
@@ -36,6 +38,7 @@ void register_bench(CLI::App& app, Action& action) {
   sub->callback([o, json, gen, generate, &action] {
     action = [o, json, gen, generate] {
       if (*generate) {
+        if (o->device != "cpu") fail("--generate runs on the CPU only so far (drop --device)");
         gen->arch = o->arch;
         gen->modalities = o->modalities;
         gen->dtype = o->dtype;
@@ -72,9 +75,15 @@ void register_bench(CLI::App& app, Action& action) {
       std::printf("step %.1f ms (forward %.1f, head %.1f, backward %.1f, optimizer %.1f) | %.0f tokens/s\n",
                   1e3 * j["step_s"].get<double>(), 1e3 * j["fwd_s"].get<double>(), 1e3 * j["head_s"].get<double>(),
                   1e3 * j["bwd_s"].get<double>(), 1e3 * j["opt_s"].get<double>(), j["tokens_per_s"].get<double>());
-      std::printf("model %.1f GFLOP/s (FLOPs = 6*N_active*tokens + 12*L*d*T^2*B) = %.0f%% of sgemm's %.1f GFLOP/s "
-                  "measured now\n",
-                  j["gflops"].get<double>(), 100 * j["fraction_of_sgemm"].get<double>(), j["sgemm_gflops"].get<double>());
+      if (j.contains("mfu")) {
+        std::printf("%s: model %.1f TFLOP/s = %.1f%% MFU (of 989.4 TFLOP/s bf16)\n",
+                    j["device"].get<std::string>().c_str(), j["gflops"].get<double>() / 1e3,
+                    100 * j["mfu"].get<double>());
+      } else {
+        std::printf("model %.1f GFLOP/s (FLOPs = 6*N_active*tokens + 12*L*d*T^2*B) = %.0f%% of sgemm's %.1f GFLOP/s "
+                    "measured now\n",
+                    j["gflops"].get<double>(), 100 * j["fraction_of_sgemm"].get<double>(), j["sgemm_gflops"].get<double>());
+      }
       std::printf("peak RSS %.0f MiB (arena %.0f MiB), %.1f page faults per step\n", j["peak_rss_mib"].get<double>(),
                   j["arena_mib"].get<double>(), j["page_faults_per_step"].get<double>());
       if (j.contains("profile")) {

@@ -23,7 +23,7 @@ std::unique_ptr<data::RowSource> open_eval_source(const std::string& path, const
 }
 
 void register_eval(CLI::App& app, Action& action) {
-  struct Opts { std::string model, input; bool json = false; int64_t batch = 8, seq_len = 256, max_rows = 0, threads = 0; std::string dtype = "fp32", routing = "choice"; };
+  struct Opts { std::string model, input; bool json = false; int64_t batch = 8, seq_len = 256, max_rows = 0, threads = 0; std::string dtype = "fp32", routing = "choice", device = "cpu"; };
   auto o = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("eval", "Loss and per-modality loss of a model on data");
   sub->add_option("--model", o->model, "model .safetensors")->required();
@@ -36,6 +36,7 @@ void register_eval(CLI::App& app, Action& action) {
   sub->add_option("--max-rows", o->max_rows, "evaluate at most this many rows (0: all)")->check(non_negative_int());
   sub->add_option("--threads", o->threads, "threads (0: all cores)")->check(int_range(0, 4096));
   sub->add_option("--dtype", o->dtype, "GEMM compute precision")->check(CLI::IsMember({"fp32", "bf16"}));
+  sub->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   sub->add_option("--routing", o->routing,
                   "MoE routing: choice (expert choice, as trained) or threshold (the calibrated per-expert "
                   "thresholds generation uses; also reports how often the two agree)")
@@ -54,7 +55,8 @@ void register_eval(CLI::App& app, Action& action) {
       // batching), so a large --batch on small data allocates only what it uses.
       const int64_t rows = o->max_rows > 0 ? std::min(o->max_rows, src->n_rows()) : src->n_rows();
       const int64_t batch = std::min(o->batch, rows);
-      Model model(c, batch, src->row_len(), false, parse_precision(o->dtype, "--dtype"));
+      Model model(c, batch, src->row_len(), false, parse_precision(o->dtype, "--dtype"),
+                  parse_device(o->device, "--device"));
       load_model_weights(o->model, model);
       const bool threshold = o->routing == "threshold";
       if (threshold) {

@@ -12,7 +12,7 @@
 namespace mot::cli {
 
 void register_grad(CLI::App& app, Action& action) {
-  struct Opts { std::string model, input, out, dtype = "fp32"; int64_t threads = 0; };
+  struct Opts { std::string model, input, out, dtype = "fp32", device = "cpu"; int64_t threads = 0; };
   auto o = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("grad", "(developer) write d(mean loss)/d(every parameter) on a .jsonl batch");
   sub->add_option("--model", o->model, "model .safetensors")->required();
@@ -20,6 +20,7 @@ void register_grad(CLI::App& app, Action& action) {
   sub->add_option("--out", o->out, "gradient .safetensors (same names as the model)")->required();
   sub->add_option("--threads", o->threads, "threads (0: all cores)")->check(int_range(0, 4096));
   sub->add_option("--dtype", o->dtype, "GEMM compute precision")->check(CLI::IsMember({"fp32", "bf16"}));
+  sub->add_option("--device", o->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   sub->callback([o, &action] {
     action = [o] {
       set_threads(static_cast<int>(o->threads));
@@ -27,7 +28,8 @@ void register_grad(CLI::App& app, Action& action) {
       auto src = data::jsonl_source(o->input, c);
       TokenBatch batch;
       data::fill_batch(*src, 0, src->n_rows(), batch);
-      Model model(c, batch.rows, batch.len, true, parse_precision(o->dtype, "--dtype"));
+      Model model(c, batch.rows, batch.len, true, parse_precision(o->dtype, "--dtype"),
+                  parse_device(o->device, "--device"));
       load_model_weights(o->model, model);
       std::fill(model.grads(), model.grads() + model.table().total, 0.0f);
       if (c.has_continuous()) {  // spans without explicit τ: the evaluation's draws

@@ -13,6 +13,8 @@ void register_train(CLI::App& app, Action& action) {
   sub->add_flag("--resume", o->resume, "continue the run in --out where it stopped");
   sub->add_option("--set", o->overrides, "override a config key: table.key=value (repeatable)");
   sub->add_option("--init", o->init_path, "start from the weights of this model file");
+  sub->add_option("--device", o->device, "where to train: cpu, or cuda (a build with -DMOT_CUDA=ON)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   sub->add_option("--stop-at", o->stop_at, "save and stop after this step (resume later)")->check(positive_int());
   sub->add_option("--comm-timeout", o->comm_timeout,
                   "data-parallel runs (mpirun/srun): seconds a rank waits for the others before the job ends "

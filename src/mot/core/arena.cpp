@@ -16,23 +16,36 @@ constexpr size_t kHuge = 2u << 20;  // transparent huge page size
 
 Arena& Arena::operator=(Arena&& o) noexcept {
   if (this != &o) {
-    this->~Arena();
+    free_memory();
     base_ = o.base_;
     capacity_ = o.capacity_;
     used_ = o.used_;
+    release_ = o.release_;
     o.base_ = nullptr;
+    o.release_ = nullptr;
     o.capacity_ = o.used_ = 0;
   }
   return *this;
 }
 
-Arena::~Arena() {
-  if (base_) munmap(base_, capacity_);
+Arena::~Arena() { free_memory(); }
+
+void Arena::free_memory() {
+  if (base_) release_ ? release_(base_, capacity_) : static_cast<void>(munmap(base_, capacity_));
   base_ = nullptr;
+  release_ = nullptr;
+}
+
+void Arena::adopt(void* base, size_t bytes, Release release) {
+  free_memory();
+  base_ = static_cast<uint8_t*>(base);
+  capacity_ = bytes;
+  release_ = release;
+  used_ = 0;
 }
 
 void Arena::map(size_t bytes) {
-  if (base_) munmap(base_, capacity_);
+  free_memory();
   capacity_ = (bytes + kHuge - 1) / kHuge * kHuge;
   if (capacity_ == 0) capacity_ = kHuge;
   void* p = mmap(nullptr, capacity_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -20,6 +20,10 @@ class Arena {
 
   // Maps `bytes` (rounded up to 2 MiB), zeroed and pre-faulted; ends measuring mode.
   void map(size_t bytes);
+  // Uses memory someone else allocated (a device backend's), zeroed by them; `release`
+  // frees it when the arena goes. Ends measuring mode.
+  using Release = void (*)(void* base, size_t bytes);
+  void adopt(void* base, size_t bytes, Release release);
   void reset_cursor() { used_ = 0; }
 
   template <class T>
@@ -31,8 +35,10 @@ class Arena {
   bool measuring() const { return base_ == nullptr; }
 
  private:
+  void free_memory();
   uint8_t* base_ = nullptr;
   size_t capacity_ = 0, used_ = 0;
+  Release release_ = nullptr;  // nullptr: mapped by map(), unmapped by munmap
 };
 
 }  // namespace mot

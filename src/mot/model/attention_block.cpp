@@ -14,9 +14,9 @@ HeadLayout Model::head_layout() const {
   lay.Tk = rt_.Tk;
   lay.H = cfg_.n_heads;
   lay.hd = cfg_.head_dim();
-  lay.q_slot = rt_.perm.data();
-  lay.kv_slot = rt_.key_slot.data();
-  lay.pos = rt_.pos.data();
+  lay.q_slot = rt_.tables.perm;
+  lay.kv_slot = rt_.tables.key_slot;
+  lay.pos = rt_.tables.pos;
   lay.rope_cos = ws_.rope_cos;
   lay.rope_sin = ws_.rope_sin;
   return lay;
@@ -39,7 +39,7 @@ void Model::attention_forward(int l, ConstMat in, Mat out) {
     be_->heads_forward(lay, g.begin, g.end, a.qkv, qk, a.Q, K, V);
   }
   const AttnShape shape{rt_.B, lay.H, rt_.T, rt_.Tk, lay.hd};
-  be_->attention_forward(shape, a.Q, K, V, rt_.keys, a.O, a.lse);
+  be_->attention_forward(shape, a.Q, K, V, rt_.tables.keys, a.O, a.lse);
   // Back to sorted rows, heads concatenated.
   be_->heads_to_rows(lay, a.O, a.cat.slice(0, rt_.N));
   for (const RowGroup& g : groups)
@@ -59,7 +59,7 @@ void Model::attention_backward(int l, ConstMat in, ConstMat dout, Mat din, bool 
   }
   be_->rows_to_heads(lay, dcat.slice(0, rt_.N), ws_.dO);
   const AttnShape shape{rt_.B, lay.H, rt_.T, rt_.T, lay.hd};
-  be_->attention_backward(shape, a.Q, a.K, a.V, a.O, a.lse, ws_.dO, rt_.keys, ws_.dQ, ws_.dK, ws_.dV);
+  be_->attention_backward(shape, a.Q, a.K, a.V, a.O, a.lse, ws_.dO, rt_.tables.keys, ws_.dQ, ws_.dK, ws_.dV);
   // From heads back to qkv rows: undo RoPE, then QK-norm backward.
   for (const RowGroup& g : groups) {
     QkNorm qk;

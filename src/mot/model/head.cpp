@@ -20,6 +20,7 @@ void Model::head(bool backward, const LossScale& scale, LossSums& out) {
   for_each_block(objectives_, rt_, [&](Objective& o, int64_t s0, int64_t s1) {
     o.run(c, s0, s1, backward, scale);
   });
+  be_->synchronize();  // the losses are read on the host
   // Continuous positions: their squared errors, by position (SPEC 2b).
   for (int m = 0; m < cfg_.n_modalities(); ++m) {
     if (!cfg_.modalities[m].continuous) continue;

@@ -8,11 +8,11 @@
 namespace mot {
 
 void TokenEmbedding::forward(const AdapterContext& c, int64_t s0, int64_t s1, Mat x) {
-  c.be.embed_forward(c.rt.input.data() + s0, c.params + c.table.tok_embeddings, x.slice(s0, s1));
+  c.be.embed_forward(c.rt.tables.input + s0, c.params + c.table.tok_embeddings, x.slice(s0, s1));
 }
 
 void TokenEmbedding::backward(const AdapterContext& c, int64_t s0, int64_t s1, ConstMat dx) {
-  c.be.embed_backward(c.rt.input.data() + s0, dx.slice(s0, s1), c.grads + c.table.tok_embeddings);
+  c.be.embed_backward(c.rt.tables.input + s0, dx.slice(s0, s1), c.grads + c.table.tok_embeddings);
 }
 
 void ContinuousInput::forward(const AdapterContext& c, int64_t s0, int64_t s1, Mat x) {
@@ -100,7 +100,7 @@ void NextTokenLoss::run(const ObjectiveContext& c, int64_t s0, int64_t s1, bool 
     const Mat logits = c.logits.slice(0, r1 - r0);
     const ConstMat xf = c.final_normed.slice(r0, r1);
     c.be.linear_forward(xf, Wout, logits);
-    c.be.cross_entropy(logits, c.rt.target.data() + r0, grad_scale, backward, c.row_loss + r0);
+    c.be.cross_entropy(logits, c.rt.tables.target + r0, grad_scale, backward, c.row_loss + r0);
     if (backward) {
       c.be.linear_backward_input(logits, Wout, c.d_final_normed.slice(r0, r1), false);
       c.be.linear_backward_weight(logits, xf, c.grads + c.table.output);

@@ -167,6 +167,41 @@ void Model::carve(Arena& a) {
     cb.span_of = a.alloc<int32_t>(N);
     cb.span_seg = a.alloc<int32_t>(N + 1);
   }
+  if (!be_->host_memory()) {
+    const int64_t BT = max_rows_ * (max_len_ - 1);
+    for (int32_t** t : {&dev_.perm, &dev_.key_slot, &dev_.input, &dev_.target, &dev_.pos, &dev_.pool_rows})
+      *t = a.alloc<int32_t>(N);
+    for (int32_t** t : {&dev_.q_len, &dev_.k_len, &dev_.last_rows}) *t = a.alloc<int32_t>(max_rows_);
+    dev_.lo = a.alloc<int32_t>(BT);
+    dev_.hi = a.alloc<int32_t>(BT);
+    dev_.max_pools = max_rows_ * cfg_.n_modalities();  // Routing::reserve's bound
+    dev_.pools = a.alloc<ExpertPool>(dev_.max_pools);
+  }
+}
+
+// The kernels of a device backend read the routing from its memory: one copy per
+// table per batch (DESIGN.md, Backend), then rt_.tables points there.
+void Model::upload_routing() {
+  if (be_->host_memory()) return;  // build_routing pointed the tables at its own vectors
+  const int64_t N = rt_.N, B = rt_.B, BT = rt_.B * rt_.T;
+  if (static_cast<int64_t>(rt_.pools.size()) > dev_.max_pools) fail("internal: more MoE pools than carved");
+  const auto up = [&](const void* host, void* dst, int64_t n, size_t elem) {
+    if (n > 0) be_->upload(host, dst, static_cast<size_t>(n) * elem);
+  };
+  const KernelTables& h = rt_.tables;
+  up(h.perm, dev_.perm, N, 4);
+  up(h.key_slot, dev_.key_slot, N, 4);
+  up(h.input, dev_.input, N, 4);
+  up(h.target, dev_.target, N, 4);
+  up(h.pos, dev_.pos, N, 4);
+  up(h.pool_rows, dev_.pool_rows, N, 4);
+  up(h.pools, dev_.pools, static_cast<int64_t>(rt_.pools.size()), sizeof(ExpertPool));
+  up(h.keys.q_len, dev_.q_len, B, 4);
+  up(h.keys.k_len, dev_.k_len, B, 4);
+  up(h.keys.lo, dev_.lo, BT, 4);
+  up(h.keys.hi, dev_.hi, BT, 4);
+  rt_.tables = {dev_.perm, dev_.key_slot, dev_.input, dev_.target, dev_.pos, dev_.pool_rows, dev_.pools,
+                KeyRanges{dev_.q_len, dev_.k_len, dev_.lo, dev_.hi}};
 }
 
 void Model::attach_kv_cache(KvCache* cache) {
@@ -189,17 +224,20 @@ void Model::run(const Batch& batch, bool backward, const LossScale& scale, LossS
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   forward(batch);
+  if (!be_->host_memory()) be_->synchronize();  // so that the times below are the kernels'
   const auto t1 = clock::now();
   head(backward, scale, out);
   const auto t2 = clock::now();
   times_.forward += std::chrono::duration<double>(t1 - t0).count();
   times_.head += std::chrono::duration<double>(t2 - t1).count();
   if (!backward) return;
+  // The hook reads this layer's gradients on the host: a device backend finishes first.
   for (int l = cfg_.n_layers - 1; l >= 0; --l) {
     backward_layer(l);
-    if (grads_hook_) grads_hook_(l);
+    if (grads_hook_) be_->synchronize(), grads_hook_(l);
   }
   inputs_backward(batch);
+  be_->synchronize();  // callers read the gradients
   if (grads_hook_) grads_hook_(-1);
   times_.backward += std::chrono::duration<double>(clock::now() - t2).count();
 }
@@ -211,6 +249,7 @@ void Model::forward(const Batch& batch) {
     fail("batch of ", batch.rows, "x", batch.len + 1, " tokens exceeds the model's buffers (", max_rows_, "x",
          max_len_, ")");
   build_routing(cfg_, batch, rt_, cache_ ? cache_->capacity : 0, max_len_);
+  upload_routing();
   // A training step changes the weights, so they are rounded before every forward; an
   // inference model's weights are rounded once (params_changed() asks again).
   if (wmat_ != params_ && (training_ || !weights_rounded_)) {
@@ -236,7 +275,12 @@ void Model::last_logits(const Batch& batch, float* logits) {
   for (int64_t r0 = 0; r0 < batch.rows; r0 += ws_.logits.rows) {
     const int64_t r1 = std::min(batch.rows, r0 + ws_.logits.rows);
     const Mat x = picked.slice(0, r1 - r0), z = ws_.logits.slice(0, r1 - r0);
-    be_->gather_rows(xf, last_rows_.data() + r0, x);
+    const int32_t* rows = last_rows_.data() + r0;
+    if (!be_->host_memory()) {
+      be_->upload(rows, dev_.last_rows, sizeof(int32_t) * (r1 - r0));
+      rows = dev_.last_rows;
+    }
+    be_->gather_rows(xf, rows, x);
     be_->linear_forward(x, wmat_ + table_.output, z);
     be_->download(z.data, logits + r0 * V, sizeof(float) * (r1 - r0) * V);
   }

@@ -308,6 +308,17 @@ class Model {
   };
   std::unique_ptr<Calibration> calibration_;
   std::vector<int32_t> last_rows_;  // last_logits: the sorted row of each batch row's last position
+  // A device backend's copies of the routing tables, in the arena (upload_routing);
+  // unused on a host backend, whose kernels read the Routing's vectors.
+  struct DeviceTables {
+    int32_t* perm = nullptr, *key_slot = nullptr, *input = nullptr, *target = nullptr, *pos = nullptr;
+    int32_t* pool_rows = nullptr, *q_len = nullptr, *k_len = nullptr, *lo = nullptr, *hi = nullptr;
+    int32_t* last_rows = nullptr;
+    ExpertPool* pools = nullptr;
+    int64_t max_pools = 0;
+  };
+  DeviceTables dev_;
+  void upload_routing();
 };
 
 }  // namespace mot

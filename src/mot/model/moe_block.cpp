@@ -31,10 +31,10 @@ namespace {
 ExpertChoice choice_of(const MoeGroup& g, const Routing& rt, int64_t experts) {
   ExpertChoice c;
   c.experts = experts;
-  c.pools = rt.pools.data();
+  c.pools = rt.tables.pools;
   c.pool0 = g.pool0;
   c.pool1 = g.pool1;
-  c.members = rt.pool_rows.data();
+  c.members = rt.tables.pool_rows;
   c.k_total = g.k;
   c.rows = rt.N;
   return c;

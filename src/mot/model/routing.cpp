@@ -182,6 +182,8 @@ void build_routing(const ModelConfig& c, const Batch& batch, Routing& r, int64_t
     }
   }
   build_pools(c, r);
+  r.tables = {r.perm.data(), r.key_slot.data(), r.input.data(), r.target.data(), r.pos.data(),
+              r.pool_rows.data(), r.pools.data(), r.keys};
 }
 
 }  // namespace mot

@@ -36,6 +36,16 @@ struct MoeGroup {
   int64_t k = 0;
 };
 
+// The tables of a Routing that kernels read, as pointers the backend can dereference:
+// the Routing's own vectors for a host backend (build_routing sets them), copies in the
+// model's arena for a device backend (Model::upload_routing replaces them).
+struct KernelTables {
+  const int32_t* perm = nullptr, *key_slot = nullptr, *input = nullptr, *target = nullptr, *pos = nullptr;
+  const int32_t* pool_rows = nullptr;
+  const ExpertPool* pools = nullptr;
+  KeyRanges keys;
+};
+
 struct Routing {
   int64_t B = 0, T = 0, N = 0;     // rows, positions per row (max), valid positions
   int64_t Tk = 0;                  // keys per row of the attention tensors (T, or a KV cache's capacity)
@@ -57,6 +67,7 @@ struct Routing {
   std::vector<MoeGroup> moe;
   std::vector<MoePool> pools;
   std::vector<int32_t> pool_rows;  // [N]: within each MoE group's rows, a permutation of them
+  KernelTables tables;             // what the kernels read (see KernelTables)
 
   // Sizes every vector for the largest batch so that later builds do not allocate.
   void reserve(const ModelConfig& c, int64_t rows, int64_t len);

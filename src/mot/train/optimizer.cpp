@@ -36,14 +36,20 @@ double add_in_order(const double* partial, size_t n) {
 double clip_gradients(Model& m, double max_norm) {
   prof::Scope prof_scope(prof::Optimizer);
   const int64_t P = static_cast<int64_t>(m.table().total);
-  static thread_local std::vector<double> partial;  // sized once per model size: no allocation per step
-  partial.resize(norm_blocks(m.table().total));
-  block_sum_squares(m.grads(), 0, m.table().total, partial.data());
-  const double norm = std::sqrt(add_in_order(partial.data(), partial.size()));
+  double norm;
+  if (!m.backend().host_memory()) {  // a device backend sums where the gradients are
+    norm = std::sqrt(m.backend().sum_squares(m.grads(), P));
+  } else {
+    static thread_local std::vector<double> partial;  // sized once per model size: no allocation per step
+    partial.resize(norm_blocks(m.table().total));
+    block_sum_squares(m.grads(), 0, m.table().total, partial.data());
+    norm = std::sqrt(add_in_order(partial.data(), partial.size()));
+  }
   if (max_norm > 0) {
     const double coef = max_norm / (norm + 1e-6);
     if (coef < 1.0) m.backend().scale(m.grads(), P, static_cast<float>(coef));
   }
+  m.backend().synchronize();
   return norm;
 }
 
@@ -70,6 +76,7 @@ void adamw_range(Model& m, const TrainConfig& cfg, double lr, int64_t t, size_t 
     m.backend().adamw(m.params() + a, m.grads() + a, m.adam_m() + (a - lo), m.adam_v() + (a - lo),
                       static_cast<int64_t>(b - a), s);
   }
+  m.backend().synchronize();  // the host reads and writes these next (gradients zeroed, checkpoints)
 }
 
 }  // namespace mot

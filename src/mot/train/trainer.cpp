@@ -216,12 +216,14 @@ TrainData build_data(const RunConfig& rc) {
 }
 
 // A data-parallel rank holds the AdamW moments of its ZeRO-1 shard only.
-Model make_model(const RunConfig& rc, int64_t row_len, const dist::World& world) {
+Model make_model(const RunConfig& rc, int64_t row_len, const dist::World& world, Device device) {
   ensure_training_fits(rc, row_len);  // refuse absurd sizes (grad_accum included) before allocating
+  if (device != Device::cpu && world.parallel())
+    fail("--device ", device_name(device), ": data-parallel training runs on the CPU only so far (one GPU per run)");
   const size_t moments =
       world.parallel() ? dist::shard_of(build_param_table(rc.model).total, world.rank(), world.size()).size() : 0;
   return Model(rc.model, rc.train.batch_size, row_len, true, parse_precision(rc.train.dtype, "train.dtype"),
-               Device::cpu, moments);
+               device, moments);
 }
 
 // y += x elementwise.
@@ -421,6 +423,8 @@ int Trainer::train() {
 
 void Trainer::announce() const {
   if (!world_.root()) return;
+  if (opt_.device != "cpu")
+    std::fprintf(stderr, "device: %s\n", device_description(parse_device(opt_.device, "--device")).c_str());
   if (dp_)
     std::fprintf(stderr, "data-parallel: %d ranks x %lld rows x %lld accum = %lld rows per step; AdamW moments "
                  "sharded (ZeRO-1, %zu of %zu per rank); collectives time out after %.0f s\n",
@@ -488,7 +492,7 @@ void Trainer::run_micro_batches(const LossScale& scale, int64_t step) {
   float* g = model_.grads();
   try {
     for (size_t k = 0; k < A; ++k) {
-      std::fill(g, g + P, 0.0f);
+      model_.backend().zero(g, static_cast<int64_t>(P));
       const bool last = k + 1 == A;
       if (last && (dp_ || A > 1)) model_.set_grads_hook([this, A](int layer) { layer_grads_done(layer, A > 1); });
       part_.reset(mc_.n_modalities());
@@ -748,7 +752,7 @@ int train_single(const TrainOptions& opt, dist::World& world) {
   const RunStart start = opt.resume ? resume_run(opt, paths) : new_run(opt, paths);
   set_threads(static_cast<int>(start.rc.train.threads));
   TrainData data = build_data(start.rc);
-  Model model = make_model(start.rc, data.row_len, world);
+  Model model = make_model(start.rc, data.row_len, world, parse_device(opt.device, "--device"));
   Trainer trainer(opt, start.rc, data, model, world);
   if (start.resume_from)
     trainer.resume(*start.resume_from);
@@ -794,7 +798,7 @@ int train_parallel(const TrainOptions& opt, dist::World& world) {
   if (!world.root()) start.rc = run_config_from_toml_text(toml, "rank 0's run config", {}, "");
   set_threads(static_cast<int>(start.rc.train.threads));
   TrainData data = build_data(start.rc);
-  Model model = make_model(start.rc, data.row_len, world);
+  Model model = make_model(start.rc, data.row_len, world, parse_device(opt.device, "--device"));
   Trainer trainer(opt, start.rc, data, model, world);
   on_root_shared(world, "setup: start", [&] {
     if (start.resume_from)
