@@ -2,9 +2,11 @@
 // upload/download (a device backend overrides them).
 #include "mot/backend/backend.hpp"
 
+#include <cstdlib>
 #include <cstring>
 
 #include "mot/backend/cpu/cpu_backend.hpp"
+#include "mot/backend/cpu/guarded_backend.hpp"
 #include "mot/core/error.hpp"
 #ifdef MOT_CUDA
 #include "mot/backend/cuda/cuda_backend.hpp"
@@ -41,7 +43,12 @@ const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
 
 std::unique_ptr<Backend> make_backend(Device device, Precision precision) {
   switch (device) {
-    case Device::cpu: return std::make_unique<cpu::CpuBackend>(precision);
+    case Device::cpu: {
+      // Test hook (guarded_backend.hpp): the CPU's kernels under a device's rules.
+      const char* guard = std::getenv("MOT_GUARD_DEVICE_MEMORY");
+      if (guard && std::strcmp(guard, "1") == 0) return cpu::make_guarded_backend(precision);
+      return std::make_unique<cpu::CpuBackend>(precision);
+    }
     case Device::cuda:
 #ifdef MOT_CUDA
       return cuda::make_cuda_backend(precision);

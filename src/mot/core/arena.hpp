@@ -31,6 +31,7 @@ class Arena {
   void* alloc_bytes(size_t bytes);
 
   size_t used() const { return used_; }
+  void* base() const { return base_; }
   size_t capacity() const { return capacity_; }
   bool measuring() const { return base_ == nullptr; }
 

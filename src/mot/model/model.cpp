@@ -54,6 +54,7 @@ Model::Model(const ModelConfig& cfg, int64_t max_rows, int64_t max_len, bool tra
   adapters_ = make_input_adapters(cfg_);
   objectives_ = make_objectives(cfg_);
   be_->rope_table(max_len, cfg.head_dim(), cfg.rope_theta, ws_.rope_cos, ws_.rope_sin);
+  be_->synchronize();  // callers write the parameters next, on the host
 }
 
 Model::~Model() = default;
