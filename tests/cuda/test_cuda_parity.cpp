@@ -26,6 +26,7 @@
 #include "mot/model/model.hpp"
 #include "mot/model/params.hpp"
 #include "mot/train/optimizer.hpp"
+#include "../common/small_models.hpp"
 
 namespace {
 
@@ -126,74 +127,10 @@ TEST(CudaKernels, AttentionMatchesTheCpuUnderAnyKeyRanges) {
 
 // ---- whole model
 
-ModelConfig tiny(const std::string& arch, bool moe_hybrid = false) {
-  ModelConfig c;
-  c.arch = arch;
-  c.dim = 64;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.ffn_hidden = 96;
-  c.vocab_size = 96;
-  c.max_seq_len = 64;
-  c.bos_id = 1;
-  c.qk_norm = true;
-  c.doc_mask = true;
-  c.modalities = {{"text", 0, 48}, {"image", 48, 96}};
-  if (arch == "mot") c.untie[0] = c.untie[1] = c.untie[2] = true;
-  if (moe_hybrid) c.moe_modalities = {"image"};
-  c.validate("test");
-  return c;
-}
-
-ModelConfig tiny_transfusion() {
-  ModelConfig c = tiny("mot");
-  mot::Modality image;
-  image.name = "image";
-  image.continuous = true;
-  image.patch = 2;
-  image.channels = 3;
-  image.image_size = 4;
-  c.modalities = {{"text", 0, 96}, image};
-  c.validate("test");
-  return c;
-}
-
-// Rows of two documents with text and image spans (len 41), the last row padded.
+// The shared small models and batches (tests/common), at width 64.
+ModelConfig tiny(const std::string& kind) { return mot::test::small_model(kind, 64, 96, 96); }
 TokenBatch tokens_for(const ModelConfig& c, int64_t rows, int64_t len, uint64_t seed) {
-  TokenBatch b;
-  b.rows = rows;
-  b.len = len;
-  mot::Rng rng(seed);
-  const bool continuous = c.has_continuous();
-  for (int64_t r = 0; r < rows; ++r) {
-    // Positions 4..7 of every 8 are image (4 patches: one image per span); the last
-    // valid entry is text (a continuous span must be followed by a token).
-    const int64_t valid = r + 1 == rows ? len - 13 : len;
-    for (int64_t t = 0; t < len; ++t) {
-      int32_t v;
-      if (t >= valid) v = -1;
-      else if (t == 0 || t == 16) v = 1;  // a document starts
-      else if (t % 8 >= 4 && continuous) v = mot::kContinuousEntry;
-      else if (t % 8 >= 4) v = static_cast<int32_t>(48 + rng.below(48));
-      else v = static_cast<int32_t>(2 + rng.below(46));
-      b.tokens.push_back(v);
-    }
-  }
-  if (continuous) {
-    b.latent_dim = c.latent_dim();
-    int64_t spans = 0;
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t t = 0; t < len; ++t) {
-        if (b.tokens[r * len + t] != mot::kContinuousEntry) continue;
-        if (t == 0 || b.tokens[r * len + t - 1] != mot::kContinuousEntry) ++spans;
-        for (int64_t j = 0; j < b.latent_dim; ++j) {
-          b.latents.push_back(static_cast<float>(2 * rng.uniform() - 1));
-          b.noise.push_back(static_cast<float>(rng.normal()));
-        }
-      }
-    for (int64_t k = 0; k < spans; ++k) b.span_t.push_back(static_cast<int32_t>(50 + 97 * k % 900));
-  }
-  return b;
+  return mot::test::mixed_batch(c, rows, len, 13, seed);  // len 41: the last row's last valid entry is text
 }
 
 struct Step {
@@ -236,12 +173,7 @@ void expect_same_step(const ModelConfig& c, mot::Precision p, double loss_tol, d
 
 class CudaModel : public ::testing::TestWithParam<std::string> {
  protected:
-  ModelConfig config() const {
-    const std::string& k = GetParam();
-    if (k == "transfusion") return tiny_transfusion();
-    if (k == "mot_moe") return tiny("mot", true);
-    return tiny(k);
-  }
+  ModelConfig config() const { return tiny(GetParam()); }
 };
 
 TEST_P(CudaModel, Fp32StepMatchesTheCpu) {

@@ -21,69 +21,15 @@
 #include "mot/model/model.hpp"
 #include "mot/model/params.hpp"
 #include "mot/train/optimizer.hpp"
+#include "../common/small_models.hpp"
 
 namespace {
 
 using mot::ModelConfig;
 using mot::TokenBatch;
 
-ModelConfig config(const std::string& kind) {
-  ModelConfig c;
-  c.arch = kind == "dense" ? "dense" : "mot";
-  c.dim = 32;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.ffn_hidden = 48;
-  c.vocab_size = 64;
-  c.max_seq_len = 64;
-  c.bos_id = 1;
-  c.qk_norm = true;
-  c.doc_mask = true;
-  c.modalities = {{"text", 0, 32}, {"image", 32, 64}};
-  if (c.arch == "mot") c.untie[0] = c.untie[1] = c.untie[2] = true;
-  if (kind == "mot_moe") c.moe_modalities = {"image"};
-  if (kind == "transfusion") {
-    mot::Modality image;
-    image.name = "image";
-    image.continuous = true;
-    image.patch = 2;
-    image.channels = 3;
-    image.image_size = 4;
-    c.modalities = {{"text", 0, 64}, image};
-  }
-  c.validate("test");
-  return c;
-}
-
-// Two documents per row, positions 4..7 of every 8 image (one 4-patch image per span).
-TokenBatch tokens(const ModelConfig& c, uint64_t seed) {
-  TokenBatch b;
-  b.rows = 2;
-  b.len = 25;
-  mot::Rng rng(seed);
-  const bool cont = c.has_continuous();
-  int64_t spans = 0;
-  for (int64_t r = 0; r < b.rows; ++r)
-    for (int64_t t = 0; t < b.len; ++t) {
-      int32_t v;
-      if (r == 1 && t >= 20) v = -1;
-      else if (t == 0 || t == 16) v = 1;
-      else if (t % 8 >= 4 && cont) v = mot::kContinuousEntry, spans += t % 8 == 4;
-      else if (t % 8 >= 4) v = static_cast<int32_t>(32 + rng.below(32));
-      else v = static_cast<int32_t>(2 + rng.below(30));
-      b.tokens.push_back(v);
-      if (v == mot::kContinuousEntry)
-        for (int64_t j = 0; j < c.latent_dim(); ++j) {
-          b.latents.push_back(static_cast<float>(2 * rng.uniform() - 1));
-          b.noise.push_back(static_cast<float>(rng.normal()));
-        }
-    }
-  if (cont) {
-    b.latent_dim = c.latent_dim();
-    for (int64_t k = 0; k < spans; ++k) b.span_t.push_back(static_cast<int32_t>(100 + 37 * k));
-  }
-  return b;
-}
+ModelConfig config(const std::string& kind) { return mot::test::small_model(kind, 32, 48, 64); }
+TokenBatch tokens(const ModelConfig& c, uint64_t seed) { return mot::test::mixed_batch(c, 2, 25, 5, seed); }
 
 struct Result {
   std::vector<double> losses;

@@ -2,8 +2,10 @@
 // upload/download (a device backend overrides them).
 #include "mot/backend/backend.hpp"
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "mot/backend/cpu/cpu_backend.hpp"
 #include "mot/backend/cpu/guarded_backend.hpp"
@@ -20,6 +22,19 @@ void Backend::upload(const void* host, void* dst, size_t bytes) {
 }
 void Backend::download(const void* src, void* host, size_t bytes) {
   if (bytes) std::memcpy(host, src, bytes);
+}
+
+void Backend::rope_table(int64_t positions, int64_t hd, double theta, float* cos, float* sin) {
+  const int64_t half = hd / 2;
+  std::vector<float> c(static_cast<size_t>(positions * half)), s(c.size());
+  for (int64_t t = 0; t < positions; ++t)
+    for (int64_t i = 0; i < half; ++i) {
+      const double freq = std::pow(theta, -2.0 * static_cast<double>(i) / hd);
+      c[t * half + i] = static_cast<float>(std::cos(t * freq));
+      s[t * half + i] = static_cast<float>(std::sin(t * freq));
+    }
+  upload(c.data(), cos, sizeof(float) * c.size());
+  upload(s.data(), sin, sizeof(float) * s.size());
 }
 
 void Backend::zero(float* x, int64_t n) {

@@ -176,7 +176,9 @@ class Backend {
   virtual void add(ConstMat a, ConstMat b, Mat y) = 0;  // y = a + b; y may alias a
 
   // ---- rows <-> heads, QK-norm and RoPE
-  virtual void rope_table(int64_t positions, int64_t hd, double theta, float* cos, float* sin) = 0;
+  // The rotary tables [positions, hd / 2], computed once on the host in double precision
+  // (stored as float) and uploaded: the same bits on every backend.
+  void rope_table(int64_t positions, int64_t hd, double theta, float* cos, float* sin);
   // Sorted rows [s0, s1) of qkv ([N, 3d]) to Q, K, V ([B, H, T, hd]) with QK-norm and RoPE.
   virtual void heads_forward(const HeadLayout& lay, int64_t s0, int64_t s1, ConstMat qkv, const QkNorm& qk, float* Q,
                              float* K, float* V) = 0;

@@ -13,14 +13,20 @@ void register_train(CLI::App& app, Action& action) {
   sub->add_flag("--resume", o->resume, "continue the run in --out where it stopped");
   sub->add_option("--set", o->overrides, "override a config key: table.key=value (repeatable)");
   sub->add_option("--init", o->init_path, "start from the weights of this model file");
-  sub->add_option("--device", o->device, "where to train: cpu, or cuda (a build with -DMOT_CUDA=ON)")
+  auto device = std::make_shared<std::string>("cpu");
+  sub->add_option("--device", *device, "where to train: cpu, or cuda (a build with -DMOT_CUDA=ON)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   sub->add_option("--stop-at", o->stop_at, "save and stop after this step (resume later)")->check(positive_int());
   sub->add_option("--comm-timeout", o->comm_timeout,
                   "data-parallel runs (mpirun/srun): seconds a rank waits for the others before the job ends "
                   "with an error (default 300)")
       ->check(CLI::PositiveNumber);
-  sub->callback([o, &action] { action = [o] { return run_training(*o); }; });
+  sub->callback([o, device, &action] {
+    action = [o, device] {
+      o->device = parse_device(*device, "--device");
+      return run_training(*o);
+    };
+  });
 }
 
 }  // namespace mot::cli

@@ -190,17 +190,17 @@ void Model::upload_routing() {
     if (n > 0) be_->upload(host, dst, static_cast<size_t>(n) * elem);
   };
   const KernelTables& h = rt_.tables;
-  up(h.perm, dev_.perm, N, 4);
-  up(h.key_slot, dev_.key_slot, N, 4);
-  up(h.input, dev_.input, N, 4);
-  up(h.target, dev_.target, N, 4);
-  up(h.pos, dev_.pos, N, 4);
-  up(h.pool_rows, dev_.pool_rows, N, 4);
+  up(h.perm, dev_.perm, N, sizeof(int32_t));
+  up(h.key_slot, dev_.key_slot, N, sizeof(int32_t));
+  up(h.input, dev_.input, N, sizeof(int32_t));
+  up(h.target, dev_.target, N, sizeof(int32_t));
+  up(h.pos, dev_.pos, N, sizeof(int32_t));
+  up(h.pool_rows, dev_.pool_rows, N, sizeof(int32_t));
   up(h.pools, dev_.pools, static_cast<int64_t>(rt_.pools.size()), sizeof(ExpertPool));
-  up(h.keys.q_len, dev_.q_len, B, 4);
-  up(h.keys.k_len, dev_.k_len, B, 4);
-  up(h.keys.lo, dev_.lo, BT, 4);
-  up(h.keys.hi, dev_.hi, BT, 4);
+  up(h.keys.q_len, dev_.q_len, B, sizeof(int32_t));
+  up(h.keys.k_len, dev_.k_len, B, sizeof(int32_t));
+  up(h.keys.lo, dev_.lo, BT, sizeof(int32_t));
+  up(h.keys.hi, dev_.hi, BT, sizeof(int32_t));
   rt_.tables = {dev_.perm, dev_.key_slot, dev_.input, dev_.target, dev_.pos, dev_.pool_rows, dev_.pools,
                 KeyRanges{dev_.q_len, dev_.k_len, dev_.lo, dev_.hi}};
 }
@@ -225,7 +225,7 @@ void Model::run(const Batch& batch, bool backward, const LossScale& scale, LossS
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   forward(batch);
-  if (!be_->host_memory()) be_->synchronize();  // so that the times below are the kernels'
+  be_->synchronize();  // a device backend's: so that the times below are the kernels'
   const auto t1 = clock::now();
   head(backward, scale, out);
   const auto t2 = clock::now();

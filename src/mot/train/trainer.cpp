@@ -322,12 +322,10 @@ class Trainer {
 // Continues from `ck`: weights, AdamW moments, step, data cursor and RNG; the metrics
 // after its step are cut off (this session rewrites them).
 void Trainer::resume(const Checkpoint& ck) {
-  if (world_.root()) {
-    try {
-      finish_interrupted_commit(opt_.out_dir, ck);
-    } catch (const Error& e) {
-      fail(e.what(), "; the checkpoint of step ", ck.step, " in ", ck.dir, " is kept");
-    }
+  try {  // rank 0 alone resumes (the others get its state in share_start)
+    finish_interrupted_commit(opt_.out_dir, ck);
+  } catch (const Error& e) {
+    fail(e.what(), "; the checkpoint of step ", ck.step, " in ", ck.dir, " is kept");
   }
   if (dp_) {
     full_m_.assign(model_.table().total, 0.0f);
@@ -423,8 +421,7 @@ int Trainer::train() {
 
 void Trainer::announce() const {
   if (!world_.root()) return;
-  if (opt_.device != "cpu")
-    std::fprintf(stderr, "device: %s\n", device_description(parse_device(opt_.device, "--device")).c_str());
+  if (opt_.device != Device::cpu) std::fprintf(stderr, "device: %s\n", device_description(opt_.device).c_str());
   if (dp_)
     std::fprintf(stderr, "data-parallel: %d ranks x %lld rows x %lld accum = %lld rows per step; AdamW moments "
                  "sharded (ZeRO-1, %zu of %zu per rank); collectives time out after %.0f s\n",
@@ -752,7 +749,7 @@ int train_single(const TrainOptions& opt, dist::World& world) {
   const RunStart start = opt.resume ? resume_run(opt, paths) : new_run(opt, paths);
   set_threads(static_cast<int>(start.rc.train.threads));
   TrainData data = build_data(start.rc);
-  Model model = make_model(start.rc, data.row_len, world, parse_device(opt.device, "--device"));
+  Model model = make_model(start.rc, data.row_len, world, opt.device);
   Trainer trainer(opt, start.rc, data, model, world);
   if (start.resume_from)
     trainer.resume(*start.resume_from);
@@ -798,7 +795,7 @@ int train_parallel(const TrainOptions& opt, dist::World& world) {
   if (!world.root()) start.rc = run_config_from_toml_text(toml, "rank 0's run config", {}, "");
   set_threads(static_cast<int>(start.rc.train.threads));
   TrainData data = build_data(start.rc);
-  Model model = make_model(start.rc, data.row_len, world, parse_device(opt.device, "--device"));
+  Model model = make_model(start.rc, data.row_len, world, opt.device);
   Trainer trainer(opt, start.rc, data, model, world);
   on_root_shared(world, "setup: start", [&] {
     if (start.resume_from)

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "mot/backend/backend.hpp"
 #include "mot/model/config.hpp"
 
 namespace mot {
@@ -18,7 +19,7 @@ struct TrainOptions {
   int64_t steps = 0;                  // --steps: total steps of the schedule (0: config)
   int64_t stop_at = 0;                // --stop-at: save and stop after this step (0: never)
   double comm_timeout = 300;          // --comm-timeout: data-parallel collectives give up after this (s)
-  std::string device = "cpu";         // --device: cpu | cuda (the checkpoints do not depend on it)
+  Device device = Device::cpu;        // --device (the checkpoints do not depend on it)
 };
 
 // Returns the process exit status (0 done, 130 interrupted after saving).

@@ -38,7 +38,6 @@ class CpuBackend final : public Backend {
 
   void add(ConstMat a, ConstMat b, Mat y) override;
 
-  void rope_table(int64_t positions, int64_t hd, double theta, float* cos, float* sin) override;
   void heads_forward(const HeadLayout& lay, int64_t s0, int64_t s1, ConstMat qkv, const QkNorm& qk, float* Q,
                      float* K, float* V) override;
   void heads_backward(const HeadLayout& lay, int64_t s0, int64_t s1, ConstMat qkv, const QkNorm& qk,

@@ -59,9 +59,6 @@ class GuardedBackend final : public Backend {
     MOT_GUARDED(rmsnorm_backward(x, w, rstd, dy, dx, acc, dw));
   }
   void add(ConstMat a, ConstMat b, Mat y) override { MOT_GUARDED(add(a, b, y)); }
-  void rope_table(int64_t n, int64_t hd, double theta, float* c, float* s) override {
-    MOT_GUARDED(rope_table(n, hd, theta, c, s));
-  }
   void heads_forward(const HeadLayout& lay, int64_t s0, int64_t s1, ConstMat qkv, const QkNorm& qk, float* Q, float* K,
                      float* V) override {
     MOT_GUARDED(heads_forward(lay, s0, s1, qkv, qk, Q, K, V));

@@ -31,17 +31,6 @@ inline void rope_backward(float* g, const float* cs, const float* sn, int64_t ha
 
 }  // namespace
 
-// In double precision, stored as float.
-void CpuBackend::rope_table(int64_t positions, int64_t hd, double theta, float* cos, float* sin) {
-  const int64_t half = hd / 2;
-  for (int64_t t = 0; t < positions; ++t)
-    for (int64_t i = 0; i < half; ++i) {
-      const double freq = std::pow(theta, -2.0 * static_cast<double>(i) / hd);
-      cos[t * half + i] = static_cast<float>(std::cos(t * freq));
-      sin[t * half + i] = static_cast<float>(std::sin(t * freq));
-    }
-}
-
 void CpuBackend::heads_forward(const HeadLayout& lay, int64_t s0, int64_t s1, ConstMat qkv, const QkNorm& qk,
                                float* Q, float* K, float* V) {
   const int64_t H = lay.H, hd = lay.hd, half = hd / 2, d = H * hd, Tq = lay.Tq, Tk = lay.Tk;

@@ -2,9 +2,7 @@
 #include "mot/backend/cuda/cuda_backend.hpp"
 #include "mot/backend/cuda/cuda_impl.hpp"
 
-#include <cmath>
 #include <cstdio>
-#include <vector>
 
 namespace mot::cuda {
 
@@ -212,20 +210,6 @@ void CudaBackend::linear_backward_weight(ConstMat dy, ConstMat x, float* dW) {
   check(cublasGemmEx(blas_, CUBLAS_OP_N, CUBLAS_OP_T, m, n, k, &kOne, xb, CUDA_R_16BF, m, db, CUDA_R_16BF, n, &kOne,
                      dW, CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
         "linear_backward_weight (bf16)");
-}
-
-// In double on the host, like the CPU's, then copied: the table is made once.
-void CudaBackend::rope_table(int64_t positions, int64_t hd, double theta, float* cos, float* sin) {
-  const int64_t half = hd / 2;
-  std::vector<float> c(static_cast<size_t>(positions * half)), s(c.size());
-  for (int64_t t = 0; t < positions; ++t)
-    for (int64_t i = 0; i < half; ++i) {
-      const double freq = std::pow(theta, -2.0 * static_cast<double>(i) / hd);
-      c[t * half + i] = static_cast<float>(std::cos(t * freq));
-      s[t * half + i] = static_cast<float>(std::sin(t * freq));
-    }
-  upload(c.data(), cos, sizeof(float) * c.size());
-  upload(s.data(), sin, sizeof(float) * s.size());
 }
 
 }  // namespace mot::cuda
